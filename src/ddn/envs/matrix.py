@@ -46,7 +46,7 @@ class MatrixGame(VecEnv):
         seed: int = 0,
         device: str | torch.device = "cpu",
         *,
-        payoff: list = NON_MONOTONIC,  # noqa: B006 - read-only default
+        payoff: list = NON_MONOTONIC,
     ):
         super().__init__(num_envs, seed, device)
         self.payoff = _payoff_tensor(payoff).to(self.device)
@@ -87,7 +87,10 @@ class MatrixGame(VecEnv):
     def step(self, actions: torch.Tensor) -> EnvOutput:
         running = ~self._done
         avail = torch.ones(
-            self.num_envs, self.spec.n_agents, self.spec.n_actions, dtype=torch.bool,
+            self.num_envs,
+            self.spec.n_agents,
+            self.spec.n_actions,
+            dtype=torch.bool,
             device=self.device,
         )
         self.validate_actions(actions, avail, running)

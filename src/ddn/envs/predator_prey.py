@@ -77,7 +77,9 @@ class PredatorPrey(VecEnv):
         self.width = check_int("width", width, 1)
         self.view = check_int("view", view, 1)
         if view % 2 == 0:
-            raise ValueError(f"parameter view must be odd (a window centred on the agent), got {view}")
+            raise ValueError(
+                f"parameter view must be odd (a window centred on the agent), got {view}"
+            )
         self.capture_reward = check_float("capture_reward", capture_reward)
         self.punishment = check_float("punishment", punishment)
         self.episode_limit = check_int("episode_limit", episode_limit, 1)

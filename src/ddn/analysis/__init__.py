@@ -1,0 +1,1 @@
+"""Analysis tools: episode rendering (``ddn.analysis.render``) and result inspection."""

@@ -1,0 +1,190 @@
+"""``ddn``: one entry point with subcommands (train, evaluate, list, render, demo).
+
+User mistakes (unknown env/algorithm, bad config, bad checkpoint) print one line
+``ddn: error: ...`` and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ddn.checkpoint import CheckpointError
+from ddn.config import ALGORITHMS, ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ddn",
+        description="Double Distillation Network and value-decomposition MARL.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an algorithm on an environment (or --resume a run)")
+    t.add_argument("--env", help="environment name (see `ddn list`)")
+    t.add_argument("--map", dest="map_name", help="map (smax/smac environments)")
+    t.add_argument("--algo", help=f"algorithm: {', '.join(ALGORITHMS)}")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--t-max", type=int, dest="t_max", help="environment steps to train for")
+    t.add_argument(
+        "--out", type=Path, help="run folder (default runs/<env>-<map>-<algo>-<seed>-<time>)"
+    )
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set lr=0.001 --set env.n_prey=4",
+    )
+    t.add_argument(
+        "--resume", type=Path, metavar="DIR", help="continue a run from its last checkpoint"
+    )
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="greedy test episodes of a saved run")
+    e.add_argument("--run", type=Path, required=True)
+    e.add_argument("--episodes", type=int, default=32)
+    e.add_argument("--checkpoint", type=int, help="t_env of the checkpoint (default: latest)")
+
+    sub.add_parser("list", help="environments, maps, algorithms, presets")
+
+    r = sub.add_parser("render", help="render a Predator-Prey episode as an animated GIF")
+    r.add_argument("--out", type=Path, default=Path("episode.gif"))
+    r.add_argument(
+        "--run", type=Path, help="act with this run's latest checkpoint (default: random)"
+    )
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="env.KEY=VALUE")
+
+    d = sub.add_parser("demo", help="train on a small Predator-Prey, then plot and summarise")
+    d.add_argument("--out", type=Path, default=Path("demo"))
+    d.add_argument("--t-max", type=int, dest="t_max", default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ConfigError, CheckpointError, ValueError) as exc:
+        print(f"ddn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ddn: interrupted", file=sys.stderr)
+        return 130
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ddn.config import resolve
+    from ddn.experiment import Experiment
+
+    if args.resume is not None:
+        given = [
+            k for k in ("env", "algo", "map_name", "seed", "t_max", "device") if getattr(args, k)
+        ]
+        if given or args.overrides or args.out:
+            raise ConfigError(
+                "--resume takes the run's own config.yaml; drop "
+                + ", ".join(
+                    [f"--{k.replace('_name', '').replace('_', '-')}" for k in given]
+                    + (["--set"] if args.overrides else [])
+                    + (["--out"] if args.out else [])
+                )
+            )
+        exp = Experiment.resume(args.resume, progress=not args.no_progress)
+        print(f"Resuming {args.resume} from t_env={exp.t_env}")
+    else:
+        if not args.env or not args.algo:
+            raise ConfigError("train needs --env and --algo (or --resume DIR); see `ddn list`")
+        cfg = resolve(
+            args.env, args.algo, args.map_name, args.overrides,
+            seed=args.seed, t_max=args.t_max, device=args.device,
+        )  # fmt: skip
+        exp = Experiment(cfg, args.out, progress=not args.no_progress)
+        print(f"Run folder: {exp.run_dir}")
+    summary = exp.run()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ddn.evaluate import evaluate
+    from ddn.run import load_run_policy
+
+    if args.episodes < 1:
+        raise ConfigError("--episodes must be >= 1")
+    policy, env, t_env = load_run_policy(args.run, args.checkpoint, num_envs=min(args.episodes, 64))
+    metrics = evaluate(policy, env, args.episodes)
+    print(
+        json.dumps(
+            {"run": str(args.run), "checkpoint": t_env, "episodes": args.episodes, **metrics},
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ddn.config import list_presets
+    from ddn.envs import list_envs
+
+    print("Environments (ddn train --env NAME --set env.PARAM=VALUE):")
+    for name, entry in list_envs().items():
+        params = ", ".join(f"{k}={v!r}" for k, v in entry.params().items())
+        print(f"  {name:<16} {entry.description}\n  {'':<16} params: {params}")
+    print("\nMaps: none yet (SMAX/SMAC maps arrive with the smax and smac environments)")
+    print("\nAlgorithms (ddn train --algo NAME):")
+    print("  " + ", ".join(ALGORITHMS))
+    print("\nPresets shipped (configs/): default.yaml")
+    print("  envs: " + ", ".join(list_presets("envs")))
+    print("  algs: " + ", ".join(list_presets("algs")))
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from ddn.analysis.render import render_predator_prey
+    from ddn.config import parse_override
+
+    params = {}
+    for item in args.overrides:
+        key, value = parse_override(item)
+        if not key.startswith("env."):
+            raise ConfigError(f"render --set takes env.PARAM=VALUE, got {key!r}")
+        params[key[4:]] = value
+    policy = None
+    if args.run is not None:
+        from ddn.run import load_run_policy, policy_fn
+
+        net, env, _ = load_run_policy(args.run, None, num_envs=1)
+        if env.spec.n_agents and type(env).__name__ != "PredatorPrey":
+            raise ConfigError("ddn render draws Predator-Prey runs only")
+        from ddn.config import load
+
+        params = {**load(args.run / "config.yaml").env, **params}
+        policy = policy_fn(net)
+    info = render_predator_prey(args.out, policy=policy, seed=args.seed, **params)
+    print(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()}))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ddn.demo import run_demo
+
+    run_demo(args.out, args.t_max)
+    return 0
+
+
+_COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "list": _list,
+    "render": _render,
+    "demo": _demo,
+}
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,276 @@
+"""Typed, validated run configuration.
+
+A run's configuration is one flat :class:`Config` whose keys are PyMARL's names (so a
+PyMARL user's settings carry over), plus ``env``: the environment's own parameters.
+It is assembled from YAML presets shipped in the package and ``--set`` overrides:
+
+    configs/default.yaml < configs/envs/<env>.yaml < configs/algs/<algo>.yaml < --set
+
+Every key and type is checked; a mistake gets one :class:`ConfigError` that names the
+valid keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+ALGORITHMS = ("vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran")
+
+
+class ConfigError(ValueError):
+    """A user-fixable configuration mistake; the message says how to fix it."""
+
+
+@dataclass
+class Config:
+    # What to run.
+    env_name: str = "predator_prey"
+    map_name: str | None = None
+    algo: str = "qmix"
+    env: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Budget and data collection.
+    t_max: int = 1_000_000
+    batch_size_run: int = 8
+    batch_size: int = 32
+    buffer_size: int = 5000
+    buffer_cpu_only: bool = True
+    save_buffer: bool = False
+    # Optimisation.
+    lr: float = 5e-4
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    optim_alpha: float = 0.99
+    optim_eps: float = 1e-5
+    gamma: float = 0.99
+    td_lambda: float = 0.0
+    double_q: bool = True
+    grad_norm_clip: float = 10.0
+    target_update_interval: int = 200
+    # Exploration.
+    epsilon_start: float = 1.0
+    epsilon_finish: float = 0.05
+    epsilon_anneal_time: int = 50_000
+    # Agent network.
+    rnn_hidden_dim: int = 64
+    obs_last_action: bool = True
+    obs_agent_id: bool = True
+    # Mixers.
+    mixing_embed_dim: int = 32
+    hypernet_layers: int = 2
+    hypernet_embed: int = 64
+    n_head: int = 4  # Qatten / QPLEX attention heads
+    adv_hypernet_layers: int = 3  # QPLEX lambda network depth (1 cannot fit the matrix game)
+    # Weighted QMIX.
+    w: float = 0.1  # weight of the down-weighted joint actions (alpha in the paper)
+    central_mixing_embed_dim: int = 256
+    central_loss: float = 1.0
+    qmix_loss: float = 1.0
+    # QTRAN.
+    opt_loss: float = 1.0
+    nopt_min_loss: float = 0.1
+    # Logging, evaluation, checkpoints (intervals in environment steps).
+    test_interval: int = 20_000
+    test_nepisode: int = 32
+    log_interval: int = 10_000
+    save_model: bool = True
+    save_model_interval: int = 100_000
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+# Keys that must be > 0 (or >= 0): checked after types.
+_POSITIVE = (
+    "t_max", "batch_size_run", "batch_size", "buffer_size", "target_update_interval",
+    "rnn_hidden_dim", "mixing_embed_dim", "hypernet_embed", "hypernet_layers", "n_head",
+    "central_mixing_embed_dim", "adv_hypernet_layers", "test_interval", "log_interval",
+    "save_model_interval", "lr",
+)  # fmt: skip
+_NON_NEGATIVE = ("test_nepisode", "epsilon_anneal_time", "grad_norm_clip")
+
+
+def _suggest(word: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    """Return ``value`` coerced where lossless (int -> float), else raise ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check_type(key, value, inner)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            # YAML reads 1e6 as a string and 1.0e6 as a float: accept whole floats.
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint} for {key}")  # a bug, not a user error
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    """Build a Config from plain values, checking every key, type and range."""
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in _FIELDS:
+            raise ConfigError(
+                f"unknown config key {key!r}.{_suggest(key, _FIELDS)} "
+                f"Valid keys: {', '.join(sorted(_FIELDS))}"
+            )
+        kwargs[key] = _check_type(key, value, _HINTS[key])
+    cfg = Config(**kwargs)
+    for key in _POSITIVE:
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"{key} must be > 0, got {getattr(cfg, key)}")
+    for key in _NON_NEGATIVE:
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{key} must be >= 0, got {getattr(cfg, key)}")
+    for key in ("gamma", "td_lambda", "epsilon_start", "epsilon_finish", "w"):
+        if not 0.0 <= getattr(cfg, key) <= 1.0:
+            raise ConfigError(f"{key} must be in [0, 1], got {getattr(cfg, key)}")
+    _check_env(cfg)
+    if cfg.algo not in ALGORITHMS:
+        raise ConfigError(
+            f"unknown algorithm {cfg.algo!r}.{_suggest(cfg.algo, ALGORITHMS)} "
+            f"Valid algorithms: {', '.join(ALGORITHMS)}"
+        )
+    return cfg
+
+
+def _check_env(cfg: Config) -> None:
+    from ddn.envs import get_entry
+
+    try:
+        entry = get_entry(cfg.env_name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    valid = entry.params()
+    for key in cfg.env:
+        if key not in valid:
+            raise ConfigError(
+                f"unknown environment parameter env.{key} for {cfg.env_name!r}."
+                f"{_suggest(key, valid)} Valid: "
+                + ", ".join(f"env.{k} (default {v!r})" for k, v in valid.items())
+            )
+
+
+# ---------------------------------------------------------------------- presets
+def _preset_dir() -> Path:
+    return Path(str(resources.files("ddn") / "configs"))
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys")
+    return data
+
+
+def list_presets(kind: Literal["algs", "envs"]) -> list[str]:
+    return sorted(p.stem for p in (_preset_dir() / kind).glob("*.yaml"))
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``key=value`` with a YAML value: ``lr=1e-3``, ``env.payoff=[[8,0],[0,1]]``."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r} (e.g. --set lr=0.001)")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
+    # YAML 1.1 reads "1e-3" as a string; accept float notation users type.
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    return key.strip(), value
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if key == "env" and isinstance(value, dict):
+            merged["env"] = {**merged.get("env", {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve(
+    env_name: str,
+    algo: str,
+    map_name: str | None = None,
+    overrides: typing.Sequence[str] = (),
+    **explicit: Any,
+) -> Config:
+    """Presets + overrides -> a validated Config (what ``ddn train`` runs)."""
+    presets = _preset_dir()
+    values = _load_yaml(presets / "default.yaml")
+    env_file = presets / "envs" / f"{env_name}.yaml"
+    if env_file.exists():
+        values = _merge(values, _load_yaml(env_file))
+    alg_file = presets / "algs" / f"{algo}.yaml"
+    if alg_file.exists():
+        values = _merge(values, _load_yaml(alg_file))
+    values = _merge(values, {"env_name": env_name, "algo": algo, "map_name": map_name})
+    values = _merge(values, {k: v for k, v in explicit.items() if v is not None})
+    for item in overrides:
+        key, value = parse_override(item)
+        if key.startswith("env."):
+            values = _merge(values, {"env": {key[4:]: value}})
+        elif "." in key:
+            raise ConfigError(f"--set {key}: only env.<param> keys are nested")
+        else:
+            values = _merge(values, {key: value})
+    return from_dict(values)
+
+
+def load(path: str | Path) -> Config:
+    """Read a run folder's resolved ``config.yaml``."""
+    return from_dict(_load_yaml(Path(path)))
+
+
+def save(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

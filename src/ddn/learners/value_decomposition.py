@@ -1,0 +1,112 @@
+"""The value-decomposition TD learner (VDN, QMIX, Qatten, QPLEX, CW/OW-QMIX, QTRAN).
+
+One update: unroll the online and target agent networks over the whole sampled batch
+(one GRU call each), hand both to the family's objective, clip the gradient norm,
+step the optimizer, and sync the target networks every ``target_update_interval``
+episodes.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ddn.buffer import EpisodeBatch
+from ddn.config import Config
+from ddn.envs import EnvSpec
+from ddn.learners.objectives import TDBatch, build_objective
+from ddn.learners.targets import fix_avail
+from ddn.nets.agent import AgentQNetwork
+
+
+def make_optimizer(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.optim_alpha, eps=cfg.optim_eps)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+class VDLearner:
+    """Owns the agent network, the objective, their target copies and the optimizer."""
+
+    def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device):
+        self.cfg, self.spec, self.device = cfg, spec, device
+        self.agent = AgentQNetwork(
+            spec.obs_dim, spec.n_agents, spec.n_actions, cfg.rnn_hidden_dim,
+            cfg.obs_last_action, cfg.obs_agent_id,
+        ).to(device)  # fmt: skip
+        self.objective = build_objective(cfg, spec).to(device)
+        self.target_agent = frozen_copy(self.agent)
+        self.target_objective = frozen_copy(self.objective)
+        self.params = [*self.agent.parameters(), *self.objective.parameters()]
+        self.optimizer = make_optimizer(cfg, self.params)
+        self.last_target_update_episode = 0
+        self.updates = 0
+
+    @property
+    def acting_network(self) -> AgentQNetwork:
+        """The network the rollout acts with."""
+        return self.agent
+
+    def train(self, batch: EpisodeBatch, episode: int) -> dict[str, float]:
+        """One gradient step on ``batch``; ``episode`` counts episodes collected so far."""
+        batch = batch.to(self.device)
+        online = self.agent.sequence(batch)
+        with torch.no_grad():
+            target = self.target_agent.sequence(batch)
+        td = TDBatch(
+            batch=batch,
+            online=online,
+            target=target,
+            reward=batch.reward,
+            avail=fix_avail(batch.avail),
+            mask=batch.filled.float(),
+        )
+        loss, metrics = self.objective(td, self.target_objective)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.params, self.cfg.grad_norm_clip)
+        self.optimizer.step()
+        self.updates += 1
+        if episode - self.last_target_update_episode >= self.cfg.target_update_interval:
+            self.sync_targets()
+            self.last_target_update_episode = episode
+        metrics["train/grad_norm"] = grad_norm
+        return {k: float(v) for k, v in metrics.items()}
+
+    def sync_targets(self) -> None:
+        self.target_agent.load_state_dict(self.agent.state_dict())
+        self.target_objective.load_state_dict(self.objective.state_dict())
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "agent": self.agent.state_dict(),
+            "objective": self.objective.state_dict(),
+            "target_agent": self.target_agent.state_dict(),
+            "target_objective": self.target_objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "last_target_update_episode": self.last_target_update_episode,
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.objective.load_state_dict(state["objective"])
+        self.target_agent.load_state_dict(state["target_agent"])
+        self.target_objective.load_state_dict(state["target_objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.last_target_update_episode = int(state["last_target_update_episode"])
+        self.updates = int(state["updates"])
+
+    def policy_state_dict(self) -> dict:
+        """What evaluation needs: the acting network's weights."""
+        return {"agent": self.agent.state_dict()}

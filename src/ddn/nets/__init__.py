@@ -1,0 +1,1 @@
+"""Neural networks: agent networks, mixers, fusion blocks, RND."""

@@ -1,0 +1,53 @@
+"""Reading a finished (or running) run folder back: its config and a trained policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ddn import config as config_mod
+from ddn.checkpoint import CheckpointError, load_checkpoint
+from ddn.envs import EnvOutput, VecEnv
+from ddn.experiment import build_learner, make_env, resolve_device
+from ddn.rollout import ActingNetwork, select_actions
+
+
+def load_run_policy(
+    run_dir: Path, t_env: int | None, num_envs: int, seed: int = 12345
+) -> tuple[ActingNetwork, VecEnv, int]:
+    """(acting network with checkpoint weights, a fresh env of the run, checkpoint t_env)."""
+    cfg_path = Path(run_dir) / "config.yaml"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{run_dir} is not a ddn run folder (no config.yaml)")
+    cfg = config_mod.load(cfg_path)
+    device = resolve_device(cfg.device)
+    env = make_env(cfg, num_envs, seed, device)
+    learner = build_learner(cfg, env.spec, device)
+    t_env, state, _ = load_checkpoint(Path(run_dir), t_env)
+    try:
+        learner.load_state_dict(state["learner"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint t_env={t_env} of {run_dir} does not fit the run's config.yaml: {exc}"
+        ) from None
+    return learner.acting_network, env, t_env
+
+
+def policy_fn(network: ActingNetwork) -> Callable[[EnvOutput], torch.Tensor]:
+    """A greedy, stateful ``(out) -> actions`` callable; make a new one per episode."""
+    state: dict[str, torch.Tensor | None] = {"hidden": None, "last": None}
+
+    @torch.no_grad()
+    def act(out: EnvOutput) -> torch.Tensor:
+        b, n = out.avail.shape[:2]
+        if state["hidden"] is None:
+            state["hidden"] = network.initial_hidden(b, out.obs.device)
+            state["last"] = torch.full((b, n), -1, dtype=torch.long, device=out.obs.device)
+        q, state["hidden"] = network.step(out, state["last"], state["hidden"])
+        actions = select_actions(q, out.avail, 0.0)
+        state["last"] = actions
+        return actions
+
+    return act
