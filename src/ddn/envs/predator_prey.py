@@ -102,12 +102,8 @@ class PredatorPrey(VecEnv):
         # Cell index n_cells is "nowhere": removed entities are parked there, so that
         # live entities always hold distinct cells and scatters never collide.
         self.nowhere = n_cells
-        self._ar = torch.arange(b, device=dev)
-        self._dr = torch.tensor(_DR, device=dev)
-        self._dc = torch.tensor(_DC, device=dev)
-        # Action -> (row, col) offset; stay and catch do not move.
-        self._action_dr = torch.tensor((*_DR, 0, 0), device=dev)
-        self._action_dc = torch.tensor((*_DC, 0, 0), device=dev)
+        self._only_stay = torch.zeros(N_ACTIONS, dtype=torch.bool, device=dev)
+        self._only_stay[STAY] = True
         half = view // 2
         self._half = half
         offs = torch.arange(view, device=dev) - half
@@ -115,6 +111,7 @@ class PredatorPrey(VecEnv):
         # Flat offsets of the view window inside the zero-padded grid, row-major.
         self._window = (offs[:, None] * pw + offs[None, :]).reshape(-1)
         self._padded_width = pw
+        self._build_tables()
         # State tensors (filled by reset()).
         self.grid = torch.zeros(b, n_cells + 1, dtype=torch.int8, device=dev)
         self.predator_cell = torch.zeros(b, n_agents, dtype=torch.long, device=dev)
@@ -126,6 +123,32 @@ class PredatorPrey(VecEnv):
         self._truncated = torch.zeros(b, dtype=torch.bool, device=dev)
         self._avail: torch.Tensor | None = None
         self._last: EnvOutput | None = None
+
+    def _build_tables(self) -> None:
+        """Lookup tables over the H*W cells plus "nowhere" (index H*W)."""
+        h, w, dev = self.height, self.width, self.device
+        slots = h * w + 1
+        self._n_slots = slots
+        cell = torch.arange(slots, device=dev)
+        row, col = cell // w, cell % w
+        on_grid = cell < h * w
+
+        def shifted(dr: int, dc: int) -> torch.Tensor:
+            """Cell reached by (dr, dc), or the cell itself where that leaves the grid."""
+            r, c = row + dr, col + dc
+            inside = on_grid & (r >= 0) & (r < h) & (c >= 0) & (c < w)
+            return torch.where(inside, r * w + c, cell)
+
+        moves = [shifted(dr, dc) for dr, dc in zip(_DR, _DC, strict=True)]
+        self._neighbours = torch.stack(moves, dim=1)  # [slots, 4], in move order
+        self._move = torch.stack([*moves, cell, cell], dim=1).reshape(-1)  # [slots * 6]
+        dist = (row[:, None] - row[None, :]).abs() + (col[:, None] - col[None, :]).abs()
+        adjacent = (dist == 1) & on_grid[:, None] & on_grid[None, :]
+        self._adjacent = adjacent.reshape(-1)  # [slots * slots]
+        b = self.num_envs
+        self._base = torch.arange(b, device=dev) * slots
+        self._agent_base = torch.arange(b, device=dev) * self.n_agents
+        self._prey_base = torch.arange(b, device=dev) * self.n_prey
 
     # ------------------------------------------------------------------ randomness
     def _reset_noise(self) -> ResetNoise:
@@ -165,68 +188,68 @@ class PredatorPrey(VecEnv):
         running = ~(self._terminated | self._truncated)
         self.validate_actions(actions, self._avail, running)
         noise = self._step_noise()
-        ar, w, h = self._ar, self.width, self.height
-        grid = self.grid
+        # Every lookup below is a 1-D gather on flat views with precomputed tables
+        # (fewest torch calls per sub-step: this loop is the env's hot path).
+        g = self.grid.view(-1)
+        base = self._base  # [B] offset of each env's cells in g
         # Frozen predators and finished environments do nothing.
-        act = torch.where(running[:, None] & ~self.frozen, actions, STAY)
+        act = torch.where(running[:, None] & ~self.frozen, actions, STAY).view(-1)
+        pred = self.predator_cell.view(-1)
 
         # 1. Predators move one at a time, in a random order; occupied cells block.
+        flat_order = noise.predator_order + self._agent_base[:, None]  # [B, N] into pred
         for k in range(self.n_agents):
-            i = noise.predator_order[:, k]
-            a = act[ar, i]
-            cell = self.predator_cell[ar, i]
-            row = cell // w + self._action_dr[a]
-            col = cell % w + self._action_dc[a]
-            inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
-            target = row.clamp(0, h - 1) * w + col.clamp(0, w - 1)
-            moving = (a < STAY) & inside & (grid[ar, target] == EMPTY)
-            grid[ar, cell] = torch.where(moving, EMPTY, grid[ar, cell])
-            grid[ar, target] = torch.where(moving, PREDATOR, grid[ar, target])
-            self.predator_cell[ar, i] = torch.where(moving, target, cell)
+            i = flat_order[:, k]
+            cell = pred[i]
+            target = self._move[cell * N_ACTIONS + act[i]]
+            at_cell, at_target = base + cell, base + target
+            seen = g[at_target]
+            moving = (seen == EMPTY) & (target != cell)
+            g[at_cell] = torch.where(moving, EMPTY, g[at_cell])
+            g[at_target] = torch.where(moving, PREDATOR, seen)
+            pred[i] = torch.where(moving, target, cell)
 
         # 2. Each live prey, in a random order: capture, miscapture or a random move.
         reward = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
-        catching = act == CATCH
-        pred_row = self.predator_cell // w
-        pred_col = self.predator_cell % w
+        catching = (act == CATCH).view(self.num_envs, -1)  # frozen ones already "stay"
+        at_pred = base[:, None] + self.predator_cell  # [B, N]
+        prey = self.prey_cell.view(-1)
+        alive_flat = self.prey_alive.view(-1)
+        flat_order = noise.prey_order + self._prey_base[:, None]
+        u = noise.prey_u.double().view(-1)
         for k in range(self.n_prey):
-            j = noise.prey_order[:, k]
-            alive = self.prey_alive[ar, j] & running
-            cell = self.prey_cell[ar, j]
-            row, col = cell // w, cell % w
-            adjacent = (pred_row - row[:, None]).abs() + (pred_col - col[:, None]).abs() == 1
-            catchers = catching & adjacent & ~self.frozen
+            j = flat_order[:, k]
+            cell = prey[j]
+            alive = alive_flat[j] & running
+            # Predators 4-adjacent to this prey (post-move positions).
+            adjacent = self._adjacent[self.predator_cell * self._n_slots + cell[:, None]]
+            catchers = catching & adjacent
             count = catchers.sum(dim=1)
             captured = alive & (count >= 2)
             missed = alive & (count == 1)
             reward += captured * self.capture_reward - missed * self.punishment
             # Captured: the prey and its catchers leave the grid for good.
             newly_frozen = catchers & captured[:, None]
+            catching &= ~newly_frozen
             self.frozen |= newly_frozen
-            grid.scatter_(
-                1,
-                self.predator_cell,
-                torch.where(newly_frozen, EMPTY, grid.gather(1, self.predator_cell)),
-            )
-            self.predator_cell = torch.where(newly_frozen, self.nowhere, self.predator_cell)
-            grid[ar, cell] = torch.where(captured, EMPTY, grid[ar, cell])
-            self.prey_alive[ar, j] = self.prey_alive[ar, j] & ~captured
-            # Survivors move to a uniformly chosen free neighbour cell, if any.
-            n_row = row[:, None] + self._dr
-            n_col = col[:, None] + self._dc
-            inside = (n_row >= 0) & (n_row < h) & (n_col >= 0) & (n_col < w)
-            n_cell = n_row.clamp(0, h - 1) * w + n_col.clamp(0, w - 1)
-            free = inside & (grid.gather(1, n_cell) == EMPTY)
+            g[at_pred] = torch.where(newly_frozen, EMPTY, g[at_pred])
+            self.predator_cell.masked_fill_(newly_frozen, self.nowhere)
+            at_pred = base[:, None] + self.predator_cell
+            # Survivors move to a uniformly chosen free neighbour cell, if any
+            # (off-grid neighbours map to the prey's own cell, which is never free).
+            nbrs = self._neighbours[cell]  # [B, 4]
+            free = g[base[:, None] + nbrs] == EMPTY
             n_free = free.sum(dim=1)
             # float64 so that floor(u * n) is exact and matches a plain-Python reference.
-            pick = (noise.prey_u[ar, j].double() * n_free).floor().long()
+            pick = (u[j] * n_free).long()
             chosen = (free & (free.cumsum(dim=1) == pick[:, None] + 1)).long().argmax(dim=1)
-            target = n_cell[ar, chosen]
+            target = nbrs.gather(1, chosen[:, None]).squeeze(1)
             moving = alive & ~captured & (n_free > 0)
-            grid[ar, cell] = torch.where(moving, EMPTY, grid[ar, cell])
-            grid[ar, target] = torch.where(moving, PREY, grid[ar, target])
-            new_cell = torch.where(moving, target, cell)
-            self.prey_cell[ar, j] = torch.where(captured, self.nowhere, new_cell)
+            at_cell, at_target = base + cell, base + target
+            g[at_cell] = torch.where(moving | captured, EMPTY, g[at_cell])
+            g[at_target] = torch.where(moving, PREY, g[at_target])
+            prey[j] = torch.where(captured, self.nowhere, torch.where(moving, target, cell))
+            alive_flat[j] = alive_flat[j] & ~captured
 
         # 3. Episode ends.
         self.t += running.long()
@@ -254,7 +277,7 @@ class PredatorPrey(VecEnv):
         centre = (row + half) * pw + (col + half)  # [B, N] in padded coordinates
         idx = (centre[:, :, None] + self._window).view(b, -1, 1).expand(-1, -1, N_CHANNELS)
         obs = padded.gather(1, idx).view(b, n, -1) * (~self.frozen)[:, :, None]
-        self._avail = self._available_actions(row, col)
+        self._avail = self._available_actions(live_cell)
         self._last = EnvOutput(
             obs=obs,
             state=state,
@@ -266,16 +289,12 @@ class PredatorPrey(VecEnv):
         )
         return self._last
 
-    def _available_actions(self, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-        h, w = self.height, self.width
-        n_row = row[..., None] + self._dr  # [B, N, 4]
-        n_col = col[..., None] + self._dc
-        inside = (n_row >= 0) & (n_row < h) & (n_col >= 0) & (n_col < w)
-        n_cell = (n_row.clamp(0, h - 1) * w + n_col.clamp(0, w - 1)).view(self.num_envs, -1)
-        prey_next = ((self.grid.gather(1, n_cell) == PREY).view_as(inside) & inside).any(dim=-1)
-        stay = torch.ones_like(prey_next)
-        avail = torch.cat((inside, stay[..., None], prey_next[..., None]), dim=-1)
+    def _available_actions(self, live_cell: torch.Tensor) -> torch.Tensor:
+        """[B, N, 6] from the predators' cells (frozen ones given any on-grid cell)."""
+        nbrs = self._neighbours[live_cell]  # [B, N, 4]; off-grid moves map to the cell
+        inside = nbrs != live_cell[..., None]
+        seen = self.grid.view(-1)[self._base[:, None, None] + nbrs]
+        prey_next = ((seen == PREY) & inside).any(dim=-1, keepdim=True)
+        avail = torch.cat((inside, torch.ones_like(prey_next), prey_next), dim=-1)
         # A frozen predator may only stay.
-        only_stay = torch.zeros_like(avail)
-        only_stay[..., STAY] = True
-        return torch.where(self.frozen[..., None], only_stay, avail)
+        return torch.where(self.frozen[..., None], self._only_stay, avail)
