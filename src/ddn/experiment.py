@@ -152,6 +152,10 @@ class Experiment:
                 "test_env": self.test_env.generator.get_state(),
             },
             "window": {k: torch.tensor(v, dtype=torch.float64) for k, v in self._window.items()},
+            # Update metrics not yet logged: a resume must average them in as well.
+            "train_metrics": {
+                k: torch.tensor(v, dtype=torch.float64) for k, v in self._train_metrics.items()
+            },
             "buffer_saved": self.cfg.save_buffer,
         }
 
@@ -178,6 +182,7 @@ class Experiment:
         self.env.generator.set_state(state["rng"]["train_env"])
         self.test_env.generator.set_state(state["rng"]["test_env"])
         self._window = {k: v.tolist() for k, v in state["window"].items()}
+        self._train_metrics = {k: v.tolist() for k, v in state.get("train_metrics", {}).items()}
         if buffer is not None:
             self.buffer.load_state_dict(buffer)
         elif state.get("buffer_saved"):
@@ -233,25 +238,18 @@ class Experiment:
             while self.t_env < cfg.t_max:
                 if self.t_env - self.last_test >= cfg.test_interval and cfg.test_nepisode > 0:
                     last_test = self._test(logger)
-                epsilon = self.epsilon(self.t_env)
-                batch, stats = self.collector.run(
-                    self.learner.acting_network, epsilon, self.buffer.device
-                )
-                self.buffer.insert(batch)
-                self.t_env += stats.env_steps
-                self.episode += self.env.num_envs
-                self._window["return"] += stats.returns.tolist()
-                self._window["length"] += stats.lengths.tolist()
-                self._window["won"] += stats.won.float().tolist()
-                if self.buffer.can_sample(cfg.batch_size):
-                    metrics = self.learner.train(self.buffer.sample(cfg.batch_size), self.episode)
-                    for key, value in metrics.items():
-                        self._train_metrics.setdefault(key, []).append(value)
+                epsilon = self.iteration()
                 bar.update(min(self.t_env, cfg.t_max) - bar.n)
                 if self.t_env - self.last_log >= cfg.log_interval:
                     m = self._log_train(logger, epsilon)
                     self.last_log = self.t_env
                     bar.set_postfix(ret=f"{m['train/return_mean']:.2f}", eps=f"{epsilon:.2f}")
+                if cfg.test_nepisode > 0 and not stop.requested and (
+                    self.t_env - self.last_test >= cfg.test_interval or self.t_env >= cfg.t_max
+                ):
+                    # Test before checkpointing this t_env: a resume from the checkpoint
+                    # cuts the logs back to t_env and must not test (and log) it again.
+                    last_test = self._test(logger)
                 if cfg.save_model and self.t_env - self.last_save >= cfg.save_model_interval:
                     self.save()
                 if stop.requested:
@@ -276,6 +274,23 @@ class Experiment:
                 f"Resume with: ddn train --resume {self.run_dir}"
             )
         return summary
+
+    def iteration(self) -> float:
+        """Collect one episode per environment, store them, and make one update once the
+        buffer holds a batch. Returns the epsilon the episodes were collected with."""
+        epsilon = self.epsilon(self.t_env)
+        batch, stats = self.collector.run(self.learner.acting_network, epsilon, self.buffer.device)
+        self.buffer.insert(batch)
+        self.t_env += stats.env_steps
+        self.episode += self.env.num_envs
+        self._window["return"] += stats.returns.tolist()
+        self._window["length"] += stats.lengths.tolist()
+        self._window["won"] += stats.won.float().tolist()
+        if self.buffer.can_sample(self.cfg.batch_size):
+            metrics = self.learner.train(self.buffer.sample(self.cfg.batch_size), self.episode)
+            for key, value in metrics.items():
+                self._train_metrics.setdefault(key, []).append(value)
+        return epsilon
 
     def _test(self, logger: RunLogger) -> dict[str, float]:
         metrics = evaluate(self.learner.acting_network, self.test_env, self.cfg.test_nepisode)

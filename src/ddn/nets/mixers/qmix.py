@@ -50,6 +50,8 @@ class QMixer(Mixer):
         lead = qs.shape[:-1]
         w1 = self.hyper_w1(s).abs().reshape(*lead, self.n_agents, self.embed_dim)
         b1 = self.hyper_b1(s)
-        hidden = F.elu(torch.einsum("...n,...ne->...e", qs, w1) + b1)
+        # Broadcast-multiply and sum: as a batched matmul these [1 x N] @ [N x E]
+        # products are tiny and bmm runs them several times slower on CPU.
+        hidden = F.elu((qs.unsqueeze(-1) * w1).sum(dim=-2) + b1)
         w2 = self.hyper_w2(s).abs()
         return (hidden * w2).sum(dim=-1) + self.v(s).squeeze(-1)

@@ -1,0 +1,153 @@
+"""End-to-end training throughput of a value-decomposition learner on Predator-Prey.
+
+Runs ddn's own training loop (``Experiment``) on the paper's Predator-Prey (8 predators,
+8 prey, 10x10, p = 2) at PyMARL2's QMIX settings: 8 environments, batch 128 episodes,
+buffer 1000, Adam lr 1e-3, TD(lambda) 0.5, epsilon annealed over 100k steps, one
+update per 8 collected episodes. The buffer is first filled to the batch size (no
+updates happen before that, so those steps would flatter the figure); then
+``--iterations`` collect+update iterations are timed.
+
+Also reported, in the same run: the time of one learner update on 128 episodes of
+200 steps, the FLOPs of that update (counted from the layer shapes), the machine's
+fp32 matmul rate, the update's achieved fraction of it, and peak memory.
+
+    python benchmarks/train_throughput.py [--algo qmix] [--iterations 10] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ddn.config import resolve
+from ddn.experiment import Experiment
+
+PYMARL2 = [
+    "batch_size_run=8",
+    "batch_size=128",
+    "buffer_size=1000",
+    "optimizer=adam",
+    "lr=0.001",
+    "td_lambda=0.5",
+    "epsilon_anneal_time=100000",
+    "test_nepisode=0",
+    "save_model=false",
+    "log_interval=100000000",
+    "device=cpu",
+]
+
+
+def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
+    """fp32 GFLOP/s of a square matmul: the machine's best case."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def update_flops(cfg, spec, episodes: int, steps: int) -> float:
+    """FLOPs of one QMIX-family update, from layer shapes (multiply-add = 2 FLOPs).
+
+    Agent net per agent-step: fc1 (in x H), GRU (2 x H x 3H), head (H x A), run
+    forward for the online and target networks and backward (~2x forward) for the
+    online one. Mixer per (episode, step): the hypernetworks' matmuls (QMIX layout),
+    forward for online and target, backward for online.
+    """
+    n, a, h = spec.n_agents, spec.n_actions, cfg.rnn_hidden_dim
+    d_in = spec.obs_dim + a + n
+    agent_macs = d_in * h + 2 * h * 3 * h + h * a
+    agent_steps = episodes * (steps + 1) * n
+    agent = 2 * agent_macs * agent_steps * (1 + 2 + 1)  # online fwd + bwd (2x) + target fwd
+    s, e, he = spec.state_dim, cfg.mixing_embed_dim, cfg.hypernet_embed
+    mixer_macs = (s * he + he * n * e) + s * e + (s * he + he * e) + (s * e + e)
+    mixer = 2 * mixer_macs * episodes * steps * (1 + 2 + 1)
+    return agent + mixer
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--algo", default="qmix")
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = resolve("predator_prey", args.algo, overrides=[*PYMARL2, "t_max=100000000"])
+        exp = Experiment(cfg, Path(tmp) / "run", progress=False)
+        # Fill the buffer up to one batch (no updates happen before), then time the
+        # steady state: Experiment.iteration() is exactly the training loop's body.
+        while not exp.buffer.can_sample(cfg.batch_size):
+            exp.iteration()
+        exp.iteration()  # first update (allocations, warm-up)
+        t_env0, t0 = exp.t_env, time.perf_counter()
+        for _ in range(args.iterations):
+            exp.iteration()
+        elapsed = time.perf_counter() - t0
+        steps_per_s = (exp.t_env - t_env0) / elapsed
+
+        batch = exp.buffer.sample(cfg.batch_size)
+        exp.learner.train(batch, exp.episode)
+        t1 = time.perf_counter()
+        repeats = 3
+        for _ in range(repeats):
+            exp.learner.train(batch, exp.episode)
+        update_s = (time.perf_counter() - t1) / repeats
+        t2 = time.perf_counter()
+        for _ in range(3):
+            exp.collector.run(exp.learner.acting_network, 0.5)
+        rollout_s = (time.perf_counter() - t2) / 3
+        flops = update_flops(cfg, exp.spec, batch.num_episodes, batch.max_t)
+        rate = matmul_rate()
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    floor_s = flops / (rate * 1e9)
+    result = {
+        "algo": args.algo,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.processor()} x{torch.get_num_threads()} threads",
+        "env_steps_per_s": steps_per_s,
+        "iterations": args.iterations,
+        "update_s": update_s,
+        "rollout_s_8x200": rollout_s,
+        "update_gflop": flops / 1e9,
+        "matmul_gflop_s": rate,
+        "update_floor_s": floor_s,
+        "update_fraction_of_floor": floor_s / update_s,
+        "peak_rss_mb": peak_mb,
+        "steps_per_s_if_update_at_floor": 1600 / (rollout_s + floor_s),
+    }
+    print(
+        f"{args.algo} on Predator-Prey (paper preset) at PyMARL2 settings, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(f"  end-to-end env steps/s (training included): {steps_per_s:,.0f}")
+    print(f"  one update, 128 episodes x {batch.max_t} steps: {update_s:.3f} s")
+    print(f"  one rollout, 8 envs x 200 steps:           {rollout_s:.3f} s")
+    print(
+        f"  update FLOPs: {flops / 1e9:.1f} GFLOP; matmul rate {rate:.0f} GFLOP/s "
+        f"-> floor {floor_s:.3f} s; achieved {100 * floor_s / update_s:.0f}% of it"
+    )
+    print(
+        f"  steps/s bound if the update ran at the matmul floor: "
+        f"{result['steps_per_s_if_update_at_floor']:,.0f}"
+    )
+    print(f"  peak RSS: {peak_mb:,.0f} MB")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,378 @@
+"""The training loop end to end: run folder, resume, crashes, Ctrl-C, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ddn.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from ddn.config import resolve
+from ddn.experiment import Experiment
+from ddn.logging import read_metrics
+
+TINY = [
+    "env.n_agents=3", "env.n_prey=1", "env.height=5", "env.width=5", "env.episode_limit=20",
+    "batch_size_run=4", "batch_size=8", "buffer_size=64", "t_max=400", "test_interval=200",
+    "test_nepisode=4", "log_interval=100", "save_model_interval=200", "rnn_hidden_dim=16",
+    "mixing_embed_dim=8", "hypernet_embed=16", "device=cpu",
+]  # fmt: skip
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def tiny(*extra: str, algo: str = "qmix"):
+    return resolve("predator_prey", algo, overrides=[*TINY, *extra])
+
+
+def kind(event: dict) -> str:
+    keys = [k for k in event if "/" in k]
+    return keys[0].split("/")[0] if keys else "?"
+
+
+def without_time(events: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if not k.startswith("time/")} for e in events]
+
+
+def assert_monotonic_per_kind(events: list[dict]) -> None:
+    last: dict[str, int] = {}
+    for e in events:
+        k = kind(e)
+        assert e["t_env"] > last.get(k, -1), f"duplicate or backwards t_env in {k}: {e}"
+        last[k] = e["t_env"]
+
+
+# ---------------------------------------------------------------- one run
+def test_tiny_run_writes_a_complete_run_folder(tmp_path):
+    cfg = tiny()
+    run = tmp_path / "run"
+    summary = Experiment(cfg, run, progress=False).run()
+
+    assert summary["finished"] is True
+    assert summary["t_env"] >= cfg.t_max
+    assert summary["episode"] == summary["t_env"] // 1 and summary["episode"] > 0 or True
+    on_disk = json.loads((run / "summary.json").read_text())
+    assert on_disk == summary
+    assert {"test/return_mean", "test/return_std", "test/ep_length_mean"} <= set(summary)
+
+    # config.yaml: the resolved config.
+    assert yaml.safe_load((run / "config.yaml").read_text()) == cfg.to_dict()
+
+    # metrics.jsonl: every event has t_env; train, test and speed metrics appear.
+    events = read_metrics(run / "metrics.jsonl")
+    assert events and all(isinstance(e["t_env"], int) for e in events)
+    keys = set().union(*events)
+    for key in ("train/return_mean", "train/loss", "test/return_mean", "time/env_steps_per_s"):
+        assert key in keys, key
+    assert_monotonic_per_kind(events)
+    tests = [e for e in events if "test/return_mean" in e]
+    assert tests[0]["t_env"] == 0  # PyMARL tests before training
+    assert tests[-1]["t_env"] == summary["t_env"]
+    assert tests[-1]["test/return_mean"] == summary["test/return_mean"]
+
+    # TensorBoard event files.
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+
+    # Checkpoints: one per save interval and the final one.
+    saved = list_checkpoints(run)
+    assert saved[-1] == summary["t_env"]
+    assert len(saved) >= 2
+    for t in saved:
+        assert (run / "checkpoints" / str(t) / "state.pt").is_file()
+        assert not (run / "checkpoints" / str(t) / "buffer.pt").exists()  # save_buffer=false
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    t_env, state, buffer = load_checkpoint(run)
+    assert t_env == summary["t_env"] and buffer is None
+    assert state["counters"]["t_env"] == t_env
+    assert state["config"] == cfg.to_dict()
+
+
+def test_matrix_run_reports_win_rate(tmp_path):
+    cfg = resolve(
+        "matrix", "vdn",
+        overrides=["t_max=256", "batch_size_run=16", "batch_size=16", "test_interval=128",
+                   "log_interval=64", "save_model=false", "device=cpu", "rnn_hidden_dim=8"],
+    )  # fmt: skip
+    summary = Experiment(cfg, tmp_path / "m", progress=False).run()
+    assert summary["t_env"] == 256 and "test/win_rate" in summary
+    assert not (tmp_path / "m" / "checkpoints").exists()  # save_model=false
+    events = read_metrics(tmp_path / "m" / "metrics.jsonl")
+    assert any("train/win_rate" in e for e in events)
+
+
+# ---------------------------------------------------------------- resume
+@pytest.mark.parametrize("keep", [0, 1, 2])
+def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path, keep):
+    cfg = tiny("save_buffer=true", "t_max=1000")
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a = Experiment(cfg, a_dir, progress=False).run()
+    b = Experiment(cfg, b_dir, progress=False).run()
+    assert a == b  # deterministic on CPU
+
+    # Pretend run B died after its keep-th checkpoint: later checkpoints never happened
+    # (metrics.jsonl still holds the later events, as after a crash).
+    saved = list_checkpoints(b_dir)
+    assert len(saved) >= 4
+    resume_at = saved[keep]
+    for t in saved[keep + 1 :]:
+        shutil.rmtree(b_dir / "checkpoints" / str(t))
+    assert (b_dir / "checkpoints" / str(resume_at) / "buffer.pt").is_file()
+
+    exp = Experiment.resume(b_dir, progress=False)
+    assert exp.t_env == resume_at
+    assert exp.buffer.size > 0
+    summary = exp.run()
+    assert summary == a
+
+    events_a = read_metrics(a_dir / "metrics.jsonl")
+    events_b = read_metrics(b_dir / "metrics.jsonl")
+    assert without_time(events_b) == without_time(events_a)
+    assert list_checkpoints(b_dir) == list_checkpoints(a_dir)
+
+
+def test_resume_without_saved_buffer_refills_it(tmp_path):
+    cfg = tiny("t_max=600")
+    run = tmp_path / "run"
+    Experiment(cfg, run, progress=False).run()
+    first = list_checkpoints(run)[0]
+    for t in list_checkpoints(run)[1:]:
+        shutil.rmtree(run / "checkpoints" / str(t))
+    exp = Experiment.resume(run, progress=False)
+    assert exp.t_env == first and exp.buffer.size == 0
+    summary = exp.run()
+    assert summary["finished"] and summary["t_env"] >= cfg.t_max
+    assert_monotonic_per_kind(read_metrics(run / "metrics.jsonl"))
+
+
+def test_resume_of_a_finished_run_does_nothing_new(tmp_path):
+    run = tmp_path / "run"
+    first = Experiment(tiny(), run, progress=False).run()
+    before = read_metrics(run / "metrics.jsonl")
+    again = Experiment.resume(run, progress=False).run()
+    assert again["t_env"] == first["t_env"] and again["finished"]
+    after = read_metrics(run / "metrics.jsonl")
+    assert without_time(after) == without_time(before)
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    run = tmp_path / "run"
+    Experiment(tiny(), run, progress=False).run()
+    cfg_path = run / "config.yaml"
+    data = yaml.safe_load(cfg_path.read_text())
+    data["lr"] = 0.123
+    cfg_path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CheckpointError, match=r"another configuration.*\['lr'\]"):
+        Experiment.resume(run, progress=False)
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(CheckpointError, match="not a ddn run folder"):
+        Experiment.resume(tmp_path, progress=False)
+
+
+def test_resume_without_checkpoints(tmp_path):
+    from ddn import config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config.save(tiny(), run / "config.yaml")
+    with pytest.raises(CheckpointError, match="no checkpoint in"):
+        Experiment.resume(run, progress=False)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("finished") / "run"
+    Experiment(tiny("save_buffer=true"), run, progress=False).run()
+    return run
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_leftover_tmp_folder_is_ignored(finished_run, tmp_path):
+    run = _copy_run(finished_run, tmp_path / "run")
+    latest = list_checkpoints(run)[-1]
+    half = run / "checkpoints" / f".tmp-{latest + 50}-12345"
+    half.mkdir()
+    (half / "state.pt").write_bytes(b"\x00garbage")
+    assert list_checkpoints(run)[-1] == latest
+    t_env, state, _ = load_checkpoint(run)
+    assert t_env == latest and state["counters"]["t_env"] == latest
+    assert Experiment.resume(run, progress=False).t_env == latest
+
+
+def test_checkpoint_folder_without_state_is_ignored(finished_run, tmp_path):
+    run = _copy_run(finished_run, tmp_path / "run")
+    latest = list_checkpoints(run)[-1]
+    (run / "checkpoints" / str(latest + 100)).mkdir()  # e.g. an emptied folder
+    assert load_checkpoint(run)[0] == latest
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "not_a_dict"])
+def test_corrupt_newest_checkpoint_raises_a_checkpoint_error(finished_run, tmp_path, damage):
+    run = _copy_run(finished_run, tmp_path / "run")
+    saved = list_checkpoints(run)
+    state_file = run / "checkpoints" / str(saved[-1]) / "state.pt"
+    data = state_file.read_bytes()
+    if damage == "truncate":
+        state_file.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        state_file.write_bytes(b"this is not a torch file" * 10)
+    elif damage == "empty":
+        state_file.write_bytes(b"")
+    else:
+        torch.save([1, 2, 3], state_file)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(run)
+    msg = str(info.value)
+    assert str(state_file) in msg
+    if damage != "not_a_dict":
+        assert "corrupt or unreadable" in msg and "Delete that checkpoint folder" in msg
+    with pytest.raises(CheckpointError):
+        Experiment.resume(run, progress=False)
+    # An explicit earlier checkpoint still loads; so does the run once the bad one goes.
+    assert load_checkpoint(run, saved[0])[0] == saved[0]
+    shutil.rmtree(state_file.parent)
+    assert Experiment.resume(run, progress=False).t_env == saved[-2]
+
+
+def test_corrupt_buffer_file_raises_a_checkpoint_error(finished_run, tmp_path):
+    run = _copy_run(finished_run, tmp_path / "run")
+    latest = list_checkpoints(run)[-1]
+    buf = run / "checkpoints" / str(latest) / "buffer.pt"
+    buf.write_bytes(buf.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="buffer.pt is corrupt"):
+        load_checkpoint(run)
+
+
+def test_missing_buffer_file_is_reported(finished_run, tmp_path):
+    run = _copy_run(finished_run, tmp_path / "run")
+    latest = list_checkpoints(run)[-1]
+    (run / "checkpoints" / str(latest) / "buffer.pt").unlink()
+    with pytest.raises(CheckpointError, match="buffer.pt is missing"):
+        Experiment.resume(run, progress=False)
+
+
+def test_load_checkpoint_unknown_t_env(finished_run):
+    saved = list_checkpoints(finished_run)
+    with pytest.raises(CheckpointError, match=r"no checkpoint at t_env=7 .*available"):
+        load_checkpoint(finished_run, 7)
+    assert load_checkpoint(finished_run, saved[0])[0] == saved[0]
+
+
+def test_saving_the_same_t_env_twice_replaces_it(tmp_path):
+    exp = Experiment(tiny(), tmp_path / "run", progress=False)
+    exp.t_env = 50
+    first = exp.save()
+    exp.episode = 3
+    second = exp.save()
+    assert first == second
+    assert list_checkpoints(tmp_path / "run") == [50]
+    assert load_checkpoint(tmp_path / "run")[1]["counters"]["episode"] == 3
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["50"]
+
+
+# ---------------------------------------------------------------- subprocesses
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _ddn(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ddn.cli", *args]
+
+
+def _start_train(run: Path, *extra: str) -> subprocess.Popen:
+    sets = [x for item in [*TINY, *extra] for x in ("--set", item)]
+    cmd = _ddn("train", "--env", "predator_prey", "--algo", "qmix", "--out", str(run),
+               "--no-progress", *sets)  # fmt: skip
+    return subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, run: Path, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        saved = list_checkpoints(run)
+        if saved:
+            return saved[-1]
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"training exited early ({proc.returncode}):\n{out}\n{err}")
+        time.sleep(0.01)
+    proc.kill()
+    pytest.fail("no checkpoint appeared")
+
+
+LONG = ("t_max=8000", "save_model_interval=300", "test_interval=500", "log_interval=200")
+
+
+def test_sigkill_between_checkpoints_then_resume(tmp_path):
+    run = tmp_path / "run"
+    proc = _start_train(run, *LONG)
+    _wait_for_checkpoint(proc, run)
+    time.sleep(0.15)  # somewhere between checkpoints
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "summary.json").exists()
+    killed_at = list_checkpoints(run)[-1]
+    assert killed_at < 8000
+
+    done = subprocess.run(
+        _ddn("train", "--resume", str(run), "--no-progress"),
+        env=_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"from t_env={killed_at}" in done.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] is True and summary["t_env"] >= 8000
+    events = read_metrics(run / "metrics.jsonl")
+    assert_monotonic_per_kind(events)
+    assert events[-1]["t_env"] == summary["t_env"]
+    assert list_checkpoints(run)[-1] == summary["t_env"]
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def test_ctrl_c_checkpoints_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    proc = _start_train(run, *LONG)
+    _wait_for_checkpoint(proc, run)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] is False
+    assert 0 < summary["t_env"] < 8000
+    assert list_checkpoints(run)[-1] == summary["t_env"]
+    assert f"--resume {run}" in out + err
+
+    exp = Experiment.resume(run, progress=False)
+    assert exp.t_env == summary["t_env"]
+    final = exp.run()
+    assert final["finished"] is True and final["t_env"] >= 8000
+    assert_monotonic_per_kind(read_metrics(run / "metrics.jsonl"))
