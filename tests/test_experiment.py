@@ -146,6 +146,72 @@ def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path, keep):
     assert list_checkpoints(b_dir) == list_checkpoints(a_dir)
 
 
+class Crash(Exception):
+    pass
+
+
+def _interrupt_at_update(exp: Experiment, k: int, action) -> None:
+    """Call ``action()`` inside the k-th learner update of ``exp``."""
+    train = exp.learner.train
+    calls = {"n": 0}
+
+    def wrapped(batch, episode):
+        calls["n"] += 1
+        if calls["n"] == k:
+            action()
+        return train(batch, episode)
+
+    exp.learner.train = wrapped
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """An uninterrupted run (config, summary, events) the interrupted ones must match."""
+    cfg = tiny("save_buffer=true", "t_max=1000")
+    run = tmp_path_factory.mktemp("reference") / "run"
+    summary = Experiment(cfg, run, progress=False).run()
+    return cfg, summary, read_metrics(run / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("k", [6, 11])
+def test_resume_after_a_crash_mid_iteration(tmp_path, reference_run, k):
+    cfg, summary_a, events_a = reference_run
+    run = tmp_path / "run"
+    exp = Experiment(cfg, run, progress=False)
+
+    def crash():
+        raise Crash
+
+    _interrupt_at_update(exp, k, crash)
+    with pytest.raises(Crash):
+        exp.run()
+    # The crash may also leave half a line at the end of the log.
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"t_env": 99999, "train/ret')
+    resumed = Experiment.resume(run, progress=False)
+    assert resumed.t_env < exp.t_env
+    assert resumed.run() == summary_a
+    assert without_time(read_metrics(run / "metrics.jsonl")) == without_time(events_a)
+
+
+def test_ctrl_c_in_process_then_resume_matches(tmp_path, reference_run):
+    cfg, summary_a, events_a = reference_run
+    run = tmp_path / "run"
+    exp = Experiment(cfg, run, progress=False)
+    _interrupt_at_update(exp, 11, lambda: os.kill(os.getpid(), signal.SIGINT))
+    previous = signal.getsignal(signal.SIGINT)
+    stopped = exp.run()
+    assert signal.getsignal(signal.SIGINT) is previous  # the handler is restored
+    assert stopped["finished"] is False and stopped["t_env"] < cfg.t_max
+    assert list_checkpoints(run)[-1] == stopped["t_env"]
+    assert json.loads((run / "summary.json").read_text()) == stopped
+
+    resumed = Experiment.resume(run, progress=False)
+    assert resumed.t_env == stopped["t_env"]
+    assert resumed.run() == summary_a
+    assert without_time(read_metrics(run / "metrics.jsonl")) == without_time(events_a)
+
+
 def test_resume_without_saved_buffer_refills_it(tmp_path):
     cfg = tiny("t_max=600")
     run = tmp_path / "run"

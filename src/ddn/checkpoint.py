@@ -9,6 +9,7 @@ tensors and plain containers only, never arbitrary pickled objects.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,15 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad files
+        # One line: torch's unpickling messages span many lines (with ANSI codes) and
+        # advise weights_only=False, which a corrupt or foreign file must not get.
+        if isinstance(exc, pickle.UnpicklingError):
+            reason = "not a tensors-only torch file"
+        else:
+            lines = str(exc).strip().splitlines()
+            reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
         raise CheckpointError(
-            f"checkpoint file {path} is corrupt or unreadable ({type(exc).__name__}: {exc}). "
+            f"checkpoint file {path} is corrupt or unreadable ({reason}). "
             "Delete that checkpoint folder to fall back to an earlier one, "
             "or pass --checkpoint with another t_env."
         ) from None

@@ -84,7 +84,9 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         given = [
-            k for k in ("env", "algo", "map_name", "seed", "t_max", "device") if getattr(args, k)
+            k
+            for k in ("env", "algo", "map_name", "seed", "t_max", "device")
+            if getattr(args, k) is not None  # --seed 0 is given too
         ]
         if given or args.overrides or args.out:
             raise ConfigError(

@@ -191,10 +191,11 @@ class Experiment:
             )
 
     def save(self) -> Path:
-        buffer = self.buffer.state_dict() if self.cfg.save_buffer else None
-        path = save_checkpoint(self.run_dir, self.t_env, self.state(), buffer)
+        # Set before state(): the checkpoint must record itself as the last save, or a
+        # resume from it checkpoints again one iteration later.
         self.last_save = self.t_env
-        return path
+        buffer = self.buffer.state_dict() if self.cfg.save_buffer else None
+        return save_checkpoint(self.run_dir, self.t_env, self.state(), buffer)
 
     # ------------------------------------------------------------------ loop
     def _reset_window(self) -> None:
