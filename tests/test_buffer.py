@@ -22,7 +22,9 @@ def make_batch(ids: list[int], lengths: list[int], spec: EnvSpec = SPEC) -> Epis
     for k, (ep, n) in enumerate(zip(ids, lengths, strict=True)):
         batch.obs[k, : n + 1] = ep + torch.rand(n + 1, spec.n_agents, spec.obs_dim, generator=g)
         batch.state[k, : n + 1] = ep + torch.rand(n + 1, spec.state_dim, generator=g)
-        batch.avail[k, : n + 1] = torch.rand(n + 1, spec.n_agents, spec.n_actions, generator=g) < 0.5
+        batch.avail[k, : n + 1] = (
+            torch.rand(n + 1, spec.n_agents, spec.n_actions, generator=g) < 0.5
+        )
         batch.avail[k, : n + 1, :, 0] = True
         batch.actions[k, :n] = torch.randint(0, spec.n_actions, (n, spec.n_agents), generator=g)
         batch.reward[k, :n] = float(ep)
@@ -212,7 +214,9 @@ def test_state_dict_round_trip(tmp_path):
 def test_load_state_dict_copies_the_tensors():
     buf = EpisodeBuffer(2, SPEC)
     buf.insert(make_batch([1], [2]))
-    state = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in buf.state_dict().items()}
+    state = {
+        k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in buf.state_dict().items()
+    }
     other = EpisodeBuffer(2, SPEC)
     other.load_state_dict(state)
     state["reward"].fill_(99.0)

@@ -23,20 +23,33 @@ def test_every_preset_combination_resolves(env_name, algo):
     assert (cfg.env_name, cfg.algo, cfg.map_name) == (env_name, algo, None)
 
 
-def test_preset_precedence():
-    defaults = config._load_yaml(config._preset_dir() / "default.yaml")
-    # default.yaml < envs/matrix.yaml < algs/qtran.yaml < --set
-    cfg = resolve("matrix", "qtran")
-    assert cfg.batch_size_run == 64  # from envs/matrix.yaml, not default.yaml's 8
-    assert defaults["batch_size_run"] == 8
-    assert cfg.mixing_embed_dim == 64  # from algs/qtran.yaml
-    assert cfg.lr == defaults["lr"] == 0.0005
+def _preset(*parts: str) -> dict:
+    return config._load_yaml(config._preset_dir().joinpath(*parts))
+
+
+@pytest.mark.parametrize("env_name", ENVS)
+@pytest.mark.parametrize("algo", ["qmix", "qtran", "cw_qmix"])
+def test_preset_precedence(env_name, algo):
+    # default.yaml < envs/<env>.yaml < algs/<algo>.yaml, key by key.
+    layers = [_preset("default.yaml"), _preset("envs", f"{env_name}.yaml"),
+              _preset("algs", f"{algo}.yaml")]  # fmt: skip
+    cfg = resolve(env_name, algo).to_dict()
+    for key in set().union(*layers) - {"env"}:
+        want = next(layer[key] for layer in reversed(layers) if key in layer)
+        assert cfg[key] == want, key
+    env_params = {}
+    for layer in layers:
+        env_params.update(layer.get("env", {}))
+    assert cfg["env"] == env_params
+
+
+def test_overrides_win_over_presets_and_keywords():
     cfg = resolve("matrix", "qtran", overrides=["mixing_embed_dim=5", "batch_size_run=3"])
     assert (cfg.mixing_embed_dim, cfg.batch_size_run) == (5, 3)
     # Explicit keyword values (the CLI's --seed, --t-max) sit below --set.
     cfg = resolve("matrix", "vdn", seed=7, t_max=123, overrides=["t_max=456"])
     assert (cfg.seed, cfg.t_max) == (7, 456)
-    assert resolve("matrix", "vdn", seed=None).seed == defaults["seed"]
+    assert resolve("matrix", "vdn", seed=None).seed == _preset("default.yaml")["seed"]
 
 
 def test_paper_predator_prey_preset():
@@ -55,7 +68,9 @@ def test_env_overrides_merge_into_the_preset():
 
 
 def test_list_presets():
-    assert set(config.list_presets("algs")) == set(ALGORITHMS)
+    algs = set(config.list_presets("algs"))
+    assert algs <= set(ALGORITHMS)
+    assert {"vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran"} <= algs
     assert set(config.list_presets("envs")) <= set(ENVS)
     assert "predator_prey" in config.list_presets("envs")
 
@@ -119,7 +134,7 @@ def test_override_unparsable_yaml():
 
 
 def test_nested_keys_other_than_env_are_rejected():
-    with pytest.raises(ConfigError, match="only env.<param> keys are nested"):
+    with pytest.raises(ConfigError, match=r"only env\.<param> keys are nested"):
         resolve("matrix", "qmix", overrides=["optim.lr=0.1"])
 
 

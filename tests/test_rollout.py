@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -97,7 +99,7 @@ def test_epsilon_schedule_is_linear_then_flat():
     assert sched(100) == pytest.approx(0.05)
     assert sched(10_000) == pytest.approx(0.05)
     values = [sched(t) for t in range(0, 120, 7)]
-    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(values))
 
 
 def test_epsilon_schedule_constant_and_zero_anneal():
@@ -194,7 +196,7 @@ def test_collector_masks_match_episode_lengths(seed):
 def test_collector_sees_both_terminations_and_time_outs():
     kinds = set()
     for seed in range(4):
-        env, _, batch, stats = collect(seed)
+        env, _, batch, _ = collect(seed)
         final = env.outputs[-1]
         kinds.update({"terminated"} if final.terminated.any() else set())
         kinds.update({"truncated"} if final.truncated.any() else set())
@@ -204,7 +206,7 @@ def test_collector_sees_both_terminations_and_time_outs():
 
 @pytest.mark.parametrize("seed", [0, 3])
 def test_collector_stores_what_the_env_returned(seed):
-    env, net, batch, stats = collect(seed)
+    env, _, batch, stats = collect(seed)
     outs = env.outputs
     for e in range(env.num_envs):
         n = int(stats.lengths[e])

@@ -24,7 +24,21 @@ from typing import Any, Literal
 
 import yaml
 
-ALGORITHMS = ("vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran")
+BASE_ALGORITHMS = ("vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran")
+# DDN on top of each base method; plain "ddn" is the paper's headline, DDN on QMIX.
+DDN_ALGORITHMS = ("ddn", *(f"ddn_{a}" for a in BASE_ALGORITHMS))
+ALGORITHMS = (*BASE_ALGORITHMS, *DDN_ALGORITHMS)
+
+
+def is_ddn(algo: str) -> bool:
+    return algo in DDN_ALGORITHMS
+
+
+def base_algo(algo: str) -> str:
+    """The value-decomposition method under ``algo`` (``ddn`` -> ``qmix``)."""
+    if algo == "ddn":
+        return "qmix"
+    return algo.removeprefix("ddn_")
 
 
 class ConfigError(ValueError):
@@ -79,6 +93,26 @@ class Config:
     # QTRAN.
     opt_loss: float = 1.0
     nopt_min_loss: float = 0.1
+    # DDN (ddn* algorithms; docs/ddn.md maps each switch to the paper's tables).
+    personalized_state: bool = True  # GGN input: PFB personalized state, else raw [S, o_i, ...]
+    fusion_dim: int = 64  # d: width of the PFB / IOB outputs
+    fusion_hypernet_dim: int = 8  # h: hidden width of the fusion blocks' hypernetworks
+    act_with: Literal["teacher", "student"] = "teacher"
+    student_lr: float = 5e-4  # LPN's Adam learning rate (paper B.3)
+    distill_block: bool = True  # L_B
+    w_block: float = 1.0
+    distill_q: bool = True  # L_Q
+    w_q: float = 1.0
+    distill_feature: bool = True  # L_F
+    w_feature: float = 1.0
+    distill_temperature: float = 1.0
+    idm: bool = True  # Internal Distillation Module (RND on the global state)
+    idm_mask_prob: float = 0.75  # mu: Bernoulli probability that a transition gets r_I
+    idm_coef: float = 0.1  # r_I = idm_coef * m * e / running_std(e)
+    idm_next_state: bool = True  # novelty of S^{t+1} (as RND); false: of S^t
+    idm_normalize: bool = True  # divide e by its running standard deviation
+    idm_embed_dim: int = 64
+    idm_lr: float = 5e-4
     # Logging, evaluation, checkpoints (intervals in environment steps).
     test_interval: int = 20_000
     test_nepisode: int = 32
@@ -97,9 +131,13 @@ _POSITIVE = (
     "t_max", "batch_size_run", "batch_size", "buffer_size", "target_update_interval",
     "rnn_hidden_dim", "mixing_embed_dim", "hypernet_embed", "hypernet_layers", "n_head",
     "central_mixing_embed_dim", "adv_hypernet_layers", "test_interval", "log_interval",
-    "save_model_interval", "lr",
+    "save_model_interval", "lr", "fusion_dim", "fusion_hypernet_dim", "student_lr",
+    "distill_temperature", "idm_embed_dim", "idm_lr",
 )  # fmt: skip
-_NON_NEGATIVE = ("test_nepisode", "epsilon_anneal_time", "grad_norm_clip")
+_NON_NEGATIVE = (
+    "test_nepisode", "epsilon_anneal_time", "grad_norm_clip", "w_block", "w_q", "w_feature",
+    "idm_coef",
+)  # fmt: skip
 
 
 def _suggest(word: str, options: typing.Iterable[str]) -> str:
@@ -164,7 +202,7 @@ def from_dict(values: dict[str, Any]) -> Config:
     for key in _NON_NEGATIVE:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {getattr(cfg, key)}")
-    for key in ("gamma", "td_lambda", "epsilon_start", "epsilon_finish", "w"):
+    for key in ("gamma", "td_lambda", "epsilon_start", "epsilon_finish", "w", "idm_mask_prob"):
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(cfg, key)}")
     _check_env(cfg)

@@ -24,10 +24,10 @@ from tqdm import tqdm
 from ddn import config as config_mod
 from ddn.buffer import EpisodeBuffer
 from ddn.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
-from ddn.config import Config, ConfigError
+from ddn.config import Config, ConfigError, is_ddn
 from ddn.envs import VecEnv, make
 from ddn.evaluate import evaluate
-from ddn.learners import VDLearner
+from ddn.learners import DDNLearner, VDLearner
 from ddn.logging import RunLogger
 from ddn.rollout import Collector, EpsilonSchedule
 
@@ -61,8 +61,19 @@ def make_env(cfg: Config, num_envs: int, seed: int, device: torch.device) -> Vec
     return make(cfg.env_name, num_envs=num_envs, seed=seed, device=device, **cfg.env)
 
 
-def build_learner(cfg: Config, spec, device: torch.device) -> VDLearner:
+def build_learner(cfg: Config, spec, device: torch.device) -> VDLearner | DDNLearner:
+    if is_ddn(cfg.algo):
+        return DDNLearner(cfg, spec, device)
     return VDLearner(cfg, spec, device)
+
+
+def transfer_rate(metrics: dict[str, float], has_wins: bool) -> float | None:
+    """LPN / GGN: win rates where the environment has wins, else returns (paper Table 2)."""
+    key = "win_rate" if has_wins else "return_mean"
+    teacher, student = metrics.get(f"test/{key}"), metrics.get(f"test_student/{key}")
+    if teacher is None or student is None or teacher == 0:
+        return None
+    return student / teacher
 
 
 class _StopFlag:
@@ -245,8 +256,12 @@ class Experiment:
                     m = self._log_train(logger, epsilon)
                     self.last_log = self.t_env
                     bar.set_postfix(ret=f"{m['train/return_mean']:.2f}", eps=f"{epsilon:.2f}")
-                if cfg.test_nepisode > 0 and not stop.requested and (
-                    self.t_env - self.last_test >= cfg.test_interval or self.t_env >= cfg.t_max
+                if (
+                    cfg.test_nepisode > 0
+                    and not stop.requested
+                    and (
+                        self.t_env - self.last_test >= cfg.test_interval or self.t_env >= cfg.t_max
+                    )
                 ):
                     # Test before checkpointing this t_env: a resume from the checkpoint
                     # cuts the logs back to t_env and must not test (and log) it again.
@@ -256,6 +271,9 @@ class Experiment:
                 if stop.requested:
                     stopped = True
                     break
+            if not stopped and self._window["return"] and self.last_log != self.t_env:
+                self._log_train(logger, self.epsilon(self.t_env))  # the last partial window
+                self.last_log = self.t_env
             if not stopped and cfg.test_nepisode > 0 and self.last_test != self.t_env:
                 last_test = self._test(logger)
         bar.close()
@@ -294,11 +312,16 @@ class Experiment:
         return epsilon
 
     def _test(self, logger: RunLogger) -> dict[str, float]:
-        metrics = evaluate(self.learner.acting_network, self.test_env, self.cfg.test_nepisode)
+        metrics: dict[str, float] = {}
+        for prefix, network in self.learner.evaluation_policies().items():
+            metrics.update(evaluate(network, self.test_env, self.cfg.test_nepisode, prefix))
+        if "test_student/return_mean" in metrics:
+            rate = transfer_rate(metrics, self.spec.has_win_condition)
+            metrics["test/transfer_rate"] = float("nan") if rate is None else rate
         logger.log(self.t_env, metrics, episode=self.episode)
         self.last_test = self.t_env
         if self.progress:
-            parts = [f"{k.split('/')[1]} {v:.3f}" for k, v in metrics.items()]
+            parts = [f"{k} {v:.3f}" for k, v in metrics.items() if not k.endswith("_std")]
             tqdm.write(f"[test t_env={self.t_env:>9,}] " + "  ".join(parts))
         return metrics
 

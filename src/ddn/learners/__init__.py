@@ -1,5 +1,6 @@
-"""Learners: the value-decomposition TD learner (and DDN built on it)."""
+"""Learners: the value-decomposition TD learner, and DDN built on it by composition."""
 
+from ddn.learners.ddn import DDNLearner
 from ddn.learners.value_decomposition import VDLearner
 
-__all__ = ["VDLearner"]
+__all__ = ["DDNLearner", "VDLearner"]

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ddn.buffer import EpisodeBatch
-from ddn.config import Config
+from ddn.config import Config, base_algo
 from ddn.envs import EnvSpec
 from ddn.learners.targets import masked_argmax, masked_mean, td_lambda_targets
 from ddn.nets.agent import AgentOutput, AgentQNetwork
@@ -93,14 +93,15 @@ class MixerTD(TDObjective):
     def __init__(self, cfg: Config, spec: EnvSpec):
         super().__init__(cfg, spec)
         kw: dict = {}
-        if cfg.algo in ("qmix",):
+        algo = base_algo(cfg.algo)
+        if algo == "qmix":
             kw = {"hypernet_layers": cfg.hypernet_layers, "hypernet_embed": cfg.hypernet_embed}
-        elif cfg.algo == "qatten":
+        elif algo == "qatten":
             kw = {"n_heads": cfg.n_head}
-        elif cfg.algo == "qplex":
+        elif algo == "qplex":
             kw = {"n_heads": cfg.n_head, "adv_hypernet_layers": cfg.adv_hypernet_layers}
         self.mixer = build_mixer(
-            MIXER_OF[cfg.algo], spec.n_agents, spec.state_dim, spec.n_actions,
+            MIXER_OF[algo], spec.n_agents, spec.state_dim, spec.n_actions,
             embed_dim=cfg.mixing_embed_dim, **kw,
         )  # fmt: skip
 
@@ -132,7 +133,7 @@ class WeightedQMixTD(TDObjective):
 
     def __init__(self, cfg: Config, spec: EnvSpec):
         super().__init__(cfg, spec)
-        self.kind = "cw" if cfg.algo.startswith("cw") else "ow"
+        self.kind = "cw" if base_algo(cfg.algo).startswith("cw") else "ow"
         self.mixer = build_mixer(
             "qmix", spec.n_agents, spec.state_dim, spec.n_actions, embed_dim=cfg.mixing_embed_dim,
             hypernet_layers=cfg.hypernet_layers, hypernet_embed=cfg.hypernet_embed,
@@ -241,10 +242,11 @@ def _td_metrics(loss, q_tot, y, mask) -> dict[str, torch.Tensor]:
 
 
 def build_objective(cfg: Config, spec: EnvSpec) -> TDObjective:
-    if cfg.algo in MIXER_OF:
+    algo = base_algo(cfg.algo)
+    if algo in MIXER_OF:
         return MixerTD(cfg, spec)
-    if cfg.algo in ("cw_qmix", "ow_qmix"):
+    if algo in ("cw_qmix", "ow_qmix"):
         return WeightedQMixTD(cfg, spec)
-    if cfg.algo == "qtran":
+    if algo == "qtran":
         return QTranTD(cfg, spec)
     raise ValueError(f"no objective for algorithm {cfg.algo!r}")

@@ -18,7 +18,7 @@ from ddn.config import Config
 from ddn.envs import EnvSpec
 from ddn.learners.objectives import TDBatch, build_objective
 from ddn.learners.targets import fix_avail
-from ddn.nets.agent import AgentQNetwork
+from ddn.nets.agent import AgentOutput, AgentQNetwork
 
 
 def make_optimizer(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -37,12 +37,17 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 class VDLearner:
     """Owns the agent network, the objective, their target copies and the optimizer."""
 
-    def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device):
+    def __init__(
+        self, cfg: Config, spec: EnvSpec, device: torch.device, agent: nn.Module | None = None
+    ):
+        """``agent`` replaces the default local-observation agent network (DDN's GGN)."""
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.agent = AgentQNetwork(
-            spec.obs_dim, spec.n_agents, spec.n_actions, cfg.rnn_hidden_dim,
-            cfg.obs_last_action, cfg.obs_agent_id,
-        ).to(device)  # fmt: skip
+        if agent is None:
+            agent = AgentQNetwork(
+                spec.obs_dim, spec.n_agents, spec.n_actions, cfg.rnn_hidden_dim,
+                cfg.obs_last_action, cfg.obs_agent_id,
+            )  # fmt: skip
+        self.agent = agent.to(device)
         self.objective = build_objective(cfg, spec).to(device)
         self.target_agent = frozen_copy(self.agent)
         self.target_objective = frozen_copy(self.objective)
@@ -52,13 +57,24 @@ class VDLearner:
         self.updates = 0
 
     @property
-    def acting_network(self) -> AgentQNetwork:
+    def acting_network(self) -> nn.Module:
         """The network the rollout acts with."""
         return self.agent
 
+    def evaluation_policies(self) -> dict[str, nn.Module]:
+        """Networks evaluated greedily at test time, by metric prefix."""
+        return {"test": self.agent}
+
     def train(self, batch: EpisodeBatch, episode: int) -> dict[str, float]:
         """One gradient step on ``batch``; ``episode`` counts episodes collected so far."""
-        batch = batch.to(self.device)
+        metrics, _ = self.td_update(batch.to(self.device), episode)
+        return {k: float(v) for k, v in metrics.items()}
+
+    def td_update(
+        self, batch: EpisodeBatch, episode: int, reward: torch.Tensor | None = None
+    ) -> tuple[dict[str, torch.Tensor], AgentOutput]:
+        """The TD step on ``reward`` (default the batch's): returns the metrics and the
+        online agent outputs it was computed from (detached, pre-update)."""
         online = self.agent.sequence(batch)
         with torch.no_grad():
             target = self.target_agent.sequence(batch)
@@ -66,7 +82,7 @@ class VDLearner:
             batch=batch,
             online=online,
             target=target,
-            reward=batch.reward,
+            reward=batch.reward if reward is None else reward,
             avail=fix_avail(batch.avail),
             mask=batch.filled.float(),
         )
@@ -80,7 +96,7 @@ class VDLearner:
             self.sync_targets()
             self.last_target_update_episode = episode
         metrics["train/grad_norm"] = grad_norm
-        return {k: float(v) for k, v in metrics.items()}
+        return metrics, online.detach()
 
     def sync_targets(self) -> None:
         self.target_agent.load_state_dict(self.agent.state_dict())

@@ -23,6 +23,15 @@ class AgentOutput:
     q: torch.Tensor  # [..., N, A] Q_i over all actions
     hidden: torch.Tensor  # [..., N, H] GRU outputs (QTRAN reads them)
     feature: torch.Tensor  # [..., N, H] MLP output before the GRU (DDN's F_i)
+    block: torch.Tensor | None = None  # [..., N, d] DDN's fusion-block output (PFB/IOB)
+
+    def detach(self) -> AgentOutput:
+        return AgentOutput(
+            *(
+                None if x is None else x.detach()
+                for x in (self.q, self.hidden, self.feature, self.block)
+            )
+        )
 
 
 def agent_input_dim(

@@ -1,0 +1,111 @@
+"""DDN's two agent networks (paper Sec. 4.2): the teacher GGN and the student LPN.
+
+* GGN (Global Guiding Network): PFB -> MLP -> GRU -> Q. Its input is the personalized
+  state S_hat_i = S W_i + B_i; with ``personalized_state=False`` (the paper's Table 3
+  ablation) there is no PFB and the MLP reads the raw [S, o_i, u_i^{t-1}, id_i].
+* LPN (Local Policy Network): IOB -> MLP -> GRU -> Q, reading local information only
+  (o_i, u_i^{t-1}, i). It is the network deployed; nothing in it can reach the state.
+
+Both return :class:`~ddn.nets.agent.AgentOutput` with ``feature`` = the MLP output F_i
+(for L_F) and ``block`` = the fusion block's output (for L_B).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ddn.nets.agent import AgentOutput, RNNAgent, agent_input_dim, build_agent_inputs
+from ddn.nets.fusion import FusionBlock
+
+if TYPE_CHECKING:
+    from ddn.buffer import EpisodeBatch
+    from ddn.envs import EnvOutput
+
+
+class _FusedAgent(nn.Module):
+    """Shared plumbing: local information x_i, a block, then the recurrent agent."""
+
+    def __init__(self, obs_dim: int, n_agents: int, n_actions: int, hidden_dim: int,
+                 last_action: bool, agent_id: bool) -> None:  # fmt: skip
+        super().__init__()
+        self.n_agents, self.n_actions = n_agents, n_actions
+        self.last_action, self.agent_id = last_action, agent_id
+        self.local_dim = agent_input_dim(obs_dim, n_actions, n_agents, last_action, agent_id)
+        self.hidden_dim = hidden_dim
+
+    def local_info(self, obs: torch.Tensor, last_actions: torch.Tensor) -> torch.Tensor:
+        """x_i = [o_i, u_i^{t-1}, id_i] (each part per the switches)."""
+        return build_agent_inputs(
+            obs, last_actions if self.last_action else None, self.n_actions, self.agent_id
+        )
+
+    def initial_hidden(self, batch: int, device: torch.device) -> torch.Tensor:
+        return torch.zeros(batch, self.n_agents, self.hidden_dim, device=device)
+
+
+class GuidingNetwork(_FusedAgent):
+    """The GGN (teacher). Reads the global state; used in training only."""
+
+    def __init__(self, obs_dim: int, state_dim: int, n_agents: int, n_actions: int,
+                 hidden_dim: int = 64, fusion_dim: int = 64, hypernet_dim: int = 8,
+                 personalized_state: bool = True, last_action: bool = True,
+                 agent_id: bool = True) -> None:  # fmt: skip
+        super().__init__(obs_dim, n_agents, n_actions, hidden_dim, last_action, agent_id)
+        self.pfb: FusionBlock | None = None
+        if personalized_state:
+            self.pfb = FusionBlock(self.local_dim, state_dim, fusion_dim, hypernet_dim)
+            agent_in = fusion_dim
+        else:
+            agent_in = state_dim + self.local_dim
+        self.net = RNNAgent(agent_in, n_actions, hidden_dim)
+
+    def _inputs(self, obs, state, last_actions) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = self.local_info(obs, last_actions)
+        if self.pfb is None:
+            raw = state.unsqueeze(-2).expand(*x.shape[:-1], state.shape[-1])
+            return torch.cat((raw, x), dim=-1), None
+        block = self.pfb(x, state)  # S_hat_i
+        return block, block
+
+    def sequence(self, batch: EpisodeBatch) -> AgentOutput:
+        inputs, block = self._inputs(batch.obs, batch.state, batch.last_actions())
+        out, _ = self.net(inputs)
+        out.block = block
+        return out
+
+    def step(self, env_out: EnvOutput, last_actions: torch.Tensor, hidden: torch.Tensor):
+        inputs, _ = self._inputs(env_out.obs, env_out.state, last_actions)
+        out, h = self.net(inputs.unsqueeze(1), hidden)
+        return out.q[:, 0], h
+
+
+class LocalPolicyNetwork(_FusedAgent):
+    """The LPN (student): local observations only, trained purely by distillation."""
+
+    def __init__(self, obs_dim: int, n_agents: int, n_actions: int, hidden_dim: int = 64,
+                 fusion_dim: int = 64, hypernet_dim: int = 8, last_action: bool = True,
+                 agent_id: bool = True) -> None:  # fmt: skip
+        super().__init__(obs_dim, n_agents, n_actions, hidden_dim, last_action, agent_id)
+        self.iob = FusionBlock(self.local_dim, obs_dim, fusion_dim, hypernet_dim)
+        self.net = RNNAgent(fusion_dim, n_actions, hidden_dim)
+
+    def forward(
+        self, obs: torch.Tensor, last_actions: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> tuple[AgentOutput, torch.Tensor]:
+        """obs [E, T, N, O], last_actions [E, T, N] (-1: none) -> (outputs, final hidden)."""
+        block = self.iob(self.local_info(obs, last_actions), obs)  # o_hat_i
+        out, h = self.net(block, hidden)
+        out.block = block
+        return out, h
+
+    def sequence(self, batch: EpisodeBatch) -> AgentOutput:
+        out, _ = self(batch.obs, batch.last_actions())
+        return out
+
+    def step(self, env_out: EnvOutput, last_actions: torch.Tensor, hidden: torch.Tensor):
+        """Reads ``env_out.obs`` only."""
+        out, h = self(env_out.obs.unsqueeze(1), last_actions.unsqueeze(1), hidden)
+        return out.q[:, 0], h
