@@ -51,8 +51,10 @@ def save_checkpoint(
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / str(t_env)
+    # Leftovers of saves killed midway (possibly holding a large buffer.pt).
+    for stale in [*root.glob(".tmp-*"), *root.glob(".old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-{t_env}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     _fsync_write(tmp / STATE_FILE, state)
     if buffer is not None:

@@ -1,4 +1,4 @@
-"""``ddn``: one entry point with subcommands (train, evaluate, list, render, demo).
+"""``ddn``: one entry point with subcommands (train, evaluate, export, list, render, demo).
 
 User mistakes (unknown env/algorithm, bad config, bad checkpoint) print one line
 ``ddn: error: ...`` and exit with status 2; no traceback.
@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--run", type=Path, required=True)
     e.add_argument("--episodes", type=int, default=32)
     e.add_argument("--checkpoint", type=int, help="t_env of the checkpoint (default: latest)")
+    e.add_argument("--policy", choices=["teacher", "student"], default="teacher",
+                   help="DDN runs: the GGN (teacher, needs the state) or the LPN (student)")
+
+    x = sub.add_parser("export", help="write a DDN run's LPN (student) alone, for deployment")
+    x.add_argument("--run", type=Path, required=True)
+    x.add_argument("--out", type=Path, required=True)
+    x.add_argument("--checkpoint", type=int, help="t_env of the checkpoint (default: latest)")
 
     sub.add_parser("list", help="environments, maps, algorithms, presets")
 
@@ -58,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         "--run", type=Path, help="act with this run's latest checkpoint (default: random)"
     )
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--policy", choices=["teacher", "student"], default="teacher")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="env.KEY=VALUE")
 
     d = sub.add_parser("demo", help="train on a small Predator-Prey, then plot and summarise")
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ConfigError, CheckpointError, ValueError) as exc:
+    except (ConfigError, CheckpointError) as exc:
         print(f"ddn: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -115,18 +123,27 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from ddn.evaluate import evaluate
-    from ddn.run import load_run_policy
+    from ddn.run import load_run
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
-    policy, env, t_env = load_run_policy(args.run, args.checkpoint, num_envs=min(args.episodes, 64))
-    metrics = evaluate(policy, env, args.episodes)
-    print(
-        json.dumps(
-            {"run": str(args.run), "checkpoint": t_env, "episodes": args.episodes, **metrics},
-            indent=2,
-        )
-    )
+    run = load_run(args.run, args.checkpoint, num_envs=min(args.episodes, 64))
+    metrics = evaluate(run.policy(args.policy), run.env, args.episodes)
+    print(json.dumps({"run": str(args.run), "checkpoint": run.t_env, "policy": args.policy,
+                      "episodes": args.episodes, **metrics}, indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ddn.config import is_ddn
+    from ddn.deploy import export_student
+    from ddn.run import load_run
+
+    run = load_run(args.run, args.checkpoint)
+    if not is_ddn(run.cfg.algo):
+        raise ConfigError(f"{args.run} is a {run.cfg.algo} run; only DDN runs have an LPN")
+    path = export_student(run.learner.student, args.out)
+    print(json.dumps({"run": str(args.run), "checkpoint": run.t_env, "out": str(path)}))
     return 0
 
 
@@ -159,16 +176,19 @@ def _render(args: argparse.Namespace) -> int:
         params[key[4:]] = value
     policy = None
     if args.run is not None:
-        from ddn.run import load_run_policy, policy_fn
+        from ddn.run import load_run, policy_fn
 
-        net, env, _ = load_run_policy(args.run, None, num_envs=1)
-        if env.spec.n_agents and type(env).__name__ != "PredatorPrey":
-            raise ConfigError("ddn render draws Predator-Prey runs only")
-        from ddn.config import load
-
-        params = {**load(args.run / "config.yaml").env, **params}
-        policy = policy_fn(net)
-    info = render_predator_prey(args.out, policy=policy, seed=args.seed, **params)
+        run = load_run(args.run)
+        if run.cfg.env_name != "predator_prey":
+            raise ConfigError(
+                f"ddn render draws Predator-Prey runs; {args.run} is {run.cfg.env_name}"
+            )
+        params = {**run.cfg.env, **params}
+        policy = policy_fn(run.policy(args.policy))
+    try:
+        info = render_predator_prey(args.out, policy=policy, seed=args.seed, **params)
+    except ValueError as exc:  # bad environment parameters
+        raise ConfigError(str(exc)) from None
     print(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()}))
     return 0
 
@@ -183,6 +203,7 @@ def _demo(args: argparse.Namespace) -> int:
 _COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
+    "export": _export,
     "list": _list,
     "render": _render,
     "demo": _demo,

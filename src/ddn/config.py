@@ -132,10 +132,10 @@ _POSITIVE = (
     "rnn_hidden_dim", "mixing_embed_dim", "hypernet_embed", "hypernet_layers", "n_head",
     "central_mixing_embed_dim", "adv_hypernet_layers", "test_interval", "log_interval",
     "save_model_interval", "lr", "fusion_dim", "fusion_hypernet_dim", "student_lr",
-    "distill_temperature", "idm_embed_dim", "idm_lr",
+    "distill_temperature", "idm_embed_dim", "idm_lr", "grad_norm_clip",
 )  # fmt: skip
 _NON_NEGATIVE = (
-    "test_nepisode", "epsilon_anneal_time", "grad_norm_clip", "w_block", "w_q", "w_feature",
+    "test_nepisode", "epsilon_anneal_time", "w_block", "w_q", "w_feature",
     "idm_coef",
 )  # fmt: skip
 
@@ -175,6 +175,9 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key} must be a number, got {value!r}")
         return float(value)
@@ -259,10 +262,6 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
-    # YAML 1.1 reads "1e-3" as a string; accept float notation users type.
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = float(value)
     return key.strip(), value
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from ddn.analysis.plot import plot_learning_curve
 from ddn.analysis.render import render_predator_prey
-from ddn.config import resolve
+from ddn.config import is_ddn, resolve
 from ddn.experiment import Experiment
-from ddn.run import load_run_policy, policy_fn
+from ddn.run import load_run, policy_fn
 
 DEMO_ALGO = "qmix"
 DEMO_T_MAX = 200_000
@@ -48,8 +48,8 @@ def run_demo(out: Path, t_max: int | None = None) -> dict:
     curve = plot_learning_curve(
         run_dir, out / "learning_curve.png", title=f"{DEMO_ALGO} on small Predator-Prey"
     )
-    net, _, _ = load_run_policy(run_dir, None, num_envs=1)
-    gif = render_predator_prey(out / "episode.gif", policy=policy_fn(net), seed=1, **cfg.env)
+    policy = policy_fn(load_run(run_dir).policy("student" if is_ddn(cfg.algo) else "teacher"))
+    gif = render_predator_prey(out / "episode.gif", policy=policy, seed=1, **cfg.env)
     result = {
         "algorithm": DEMO_ALGO,
         "t_env": summary["t_env"],

@@ -28,7 +28,7 @@ from ddn.config import Config, ConfigError, is_ddn
 from ddn.envs import VecEnv, make
 from ddn.evaluate import evaluate
 from ddn.learners import DDNLearner, VDLearner
-from ddn.logging import RunLogger
+from ddn.logging import RunLogger, read_metrics
 from ddn.rollout import Collector, EpsilonSchedule
 
 CHECKPOINT_FORMAT = 1
@@ -58,7 +58,10 @@ def make_env(cfg: Config, num_envs: int, seed: int, device: torch.device) -> Vec
         raise ConfigError(
             f"environment {cfg.env_name!r} has no maps; drop --map (maps belong to smax/smac)"
         )
-    return make(cfg.env_name, num_envs=num_envs, seed=seed, device=device, **cfg.env)
+    try:
+        return make(cfg.env_name, num_envs=num_envs, seed=seed, device=device, **cfg.env)
+    except ValueError as exc:  # bad parameter values: the env's message names the fix
+        raise ConfigError(str(exc)) from None
 
 
 def build_learner(cfg: Config, spec, device: torch.device) -> VDLearner | DDNLearner:
@@ -244,7 +247,7 @@ class Experiment:
             unit_scale=True, dynamic_ncols=True, disable=not self.progress,
             desc=f"{cfg.algo} {cfg.env_name}",
         )  # fmt: skip
-        last_test: dict[str, float] = {}
+        last_test = self._last_logged_test()
         stopped = False
         with _StopFlag() as stop:
             while self.t_env < cfg.t_max:
@@ -252,7 +255,7 @@ class Experiment:
                     last_test = self._test(logger)
                 epsilon = self.iteration()
                 bar.update(min(self.t_env, cfg.t_max) - bar.n)
-                if self.t_env - self.last_log >= cfg.log_interval:
+                if self.t_env - self.last_log >= cfg.log_interval or self.t_env >= cfg.t_max:
                     m = self._log_train(logger, epsilon)
                     self.last_log = self.t_env
                     bar.set_postfix(ret=f"{m['train/return_mean']:.2f}", eps=f"{epsilon:.2f}")
@@ -271,9 +274,6 @@ class Experiment:
                 if stop.requested:
                     stopped = True
                     break
-            if not stopped and self._window["return"] and self.last_log != self.t_env:
-                self._log_train(logger, self.epsilon(self.t_env))  # the last partial window
-                self.last_log = self.t_env
             if not stopped and cfg.test_nepisode > 0 and self.last_test != self.t_env:
                 last_test = self._test(logger)
         bar.close()
@@ -293,6 +293,14 @@ class Experiment:
                 f"Resume with: ddn train --resume {self.run_dir}"
             )
         return summary
+
+    def _last_logged_test(self) -> dict[str, float]:
+        """The latest test event already in the log (a resumed run's summary needs it)."""
+        path = self.run_dir / "metrics.jsonl"
+        tests = [e for e in read_metrics(path) if "test/return_mean" in e] if path.exists() else []
+        if not tests:
+            return {}
+        return {k: v for k, v in tests[-1].items() if k.startswith("test")}
 
     def iteration(self) -> float:
         """Collect one episode per environment, store them, and make one update once the

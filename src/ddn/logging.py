@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ class RunLogger:
         self.path = run_dir / "metrics.jsonl"
         if resume_t_env is not None and self.path.exists():
             kept = [e for e in read_metrics(self.path) if e.get("t_env", 0) <= resume_t_env]
-            self.path.write_text("".join(json.dumps(e) + "\n" for e in kept))
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in kept))
+            os.replace(tmp, self.path)  # atomic: a crash here never loses the log
         self._file = self.path.open("a", buffering=1)
         self._tb = None
         if tensorboard:

@@ -1,38 +1,62 @@
-"""Reading a finished (or running) run folder back: its config and a trained policy."""
+"""Reading a run folder back: its config, a checkpoint's networks, a fresh environment."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
 from ddn import config as config_mod
 from ddn.checkpoint import CheckpointError, load_checkpoint
+from ddn.config import Config, ConfigError
 from ddn.envs import EnvOutput, VecEnv
 from ddn.experiment import build_learner, make_env, resolve_device
 from ddn.rollout import ActingNetwork, select_actions
 
+Policy = Literal["teacher", "student"]
 
-def load_run_policy(
-    run_dir: Path, t_env: int | None, num_envs: int, seed: int = 12345
-) -> tuple[ActingNetwork, VecEnv, int]:
-    """(acting network with checkpoint weights, a fresh env of the run, checkpoint t_env)."""
-    cfg_path = Path(run_dir) / "config.yaml"
+
+@dataclass
+class LoadedRun:
+    cfg: Config
+    env: VecEnv
+    learner: Any  # VDLearner or DDNLearner
+    t_env: int
+
+    def policy(self, which: Policy = "teacher") -> ActingNetwork:
+        """The GGN ("teacher", or the only network of a non-DDN run) or DDN's LPN."""
+        policies = self.learner.evaluation_policies()
+        key = "test" if which == "teacher" else "test_student"
+        if key not in policies:
+            raise ConfigError(
+                f"this run ({self.cfg.algo}) has no student network; use --policy teacher"
+            )
+        return policies[key]
+
+
+def load_run(
+    run_dir: str | Path, t_env: int | None = None, num_envs: int = 1, seed: int = 12345
+) -> LoadedRun:
+    """A run's checkpoint ``t_env`` (default: latest) with a fresh env of ``num_envs``."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise CheckpointError(f"{run_dir} is not a ddn run folder (no config.yaml)")
     cfg = config_mod.load(cfg_path)
     device = resolve_device(cfg.device)
     env = make_env(cfg, num_envs, seed, device)
     learner = build_learner(cfg, env.spec, device)
-    t_env, state, _ = load_checkpoint(Path(run_dir), t_env)
+    t_env, state, _ = load_checkpoint(run_dir, t_env)
     try:
         learner.load_state_dict(state["learner"])
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(
             f"checkpoint t_env={t_env} of {run_dir} does not fit the run's config.yaml: {exc}"
         ) from None
-    return learner.acting_network, env, t_env
+    return LoadedRun(cfg, env, learner, t_env)
 
 
 def policy_fn(network: ActingNetwork) -> Callable[[EnvOutput], torch.Tensor]:
