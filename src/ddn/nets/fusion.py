@@ -25,7 +25,14 @@ from torch import nn
 
 
 class FusionBlock(nn.Module):
-    def __init__(self, hyper_in: int, value_dim: int, out_dim: int, hypernet_dim: int = 8):
+    def __init__(
+        self,
+        hyper_in: int,
+        value_dim: int,
+        out_dim: int,
+        hypernet_dim: int = 8,
+        bias_hidden: int = 64,
+    ):
         super().__init__()
         self.value_dim, self.out_dim, self.hypernet_dim = value_dim, out_dim, hypernet_dim
         self.hyper = nn.Linear(hyper_in, hypernet_dim)
@@ -34,23 +41,26 @@ class FusionBlock(nn.Module):
         bound = 1.0 / math.sqrt(value_dim * (hypernet_dim + 1))
         self.basis = nn.Parameter(torch.empty(value_dim, hypernet_dim + 1, out_dim))
         nn.init.uniform_(self.basis, -bound, bound)
-        self.bias = nn.Linear(hypernet_dim, out_dim)  # B_i from the same hidden z_i
+        # B_i has its own, wider head (as QMIX's hypernetworks give biases their own): it
+        # is the path by which the local information itself reaches the agent network.
+        self.bias = nn.Sequential(
+            nn.Linear(hyper_in, bias_hidden), nn.ReLU(), nn.Linear(bias_hidden, out_dim)
+        )
 
-    def _hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
         z = torch.relu(self.hyper(x))
-        z1 = torch.cat((z, torch.ones_like(z[..., :1])), dim=-1)  # [..., N, h+1]
-        return z, z1
+        return torch.cat((z, torch.ones_like(z[..., :1])), dim=-1)  # z'_i: [..., N, h+1]
 
     def weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(W_i [..., N, V, d], B_i [..., N, d]) explicitly: for tests and inspection."""
-        z, z1 = self._hidden(x)
+        z1 = self._hidden(x)
         w = torch.einsum("...m,vmd->...vd", z1, self.basis)
-        return w, self.bias(z)
+        return w, self.bias(x)
 
     def forward(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """x [..., N, X]; value [..., V] (shared, PFB) or [..., N, V] (per agent, IOB)
         -> [..., N, d]."""
-        z, z1 = self._hidden(x)
+        z1 = self._hidden(x)
         v, h1, d = self.value_dim, self.hypernet_dim + 1, self.out_dim
         if value.dim() == x.dim() - 1:  # one value for all agents: contract it first
             p = (value @ self.basis.view(v, h1 * d)).view(*value.shape[:-1], h1, d)
@@ -58,4 +68,4 @@ class FusionBlock(nn.Module):
         else:
             outer = (value.unsqueeze(-1) * z1.unsqueeze(-2)).flatten(-2)  # [..., N, V*(h+1)]
             out = outer @ self.basis.view(v * h1, d)
-        return out + self.bias(z)
+        return out + self.bias(x)
