@@ -86,9 +86,12 @@ def test_presets_use_only_known_keys():
 @pytest.mark.parametrize(
     ("item", "key", "value"),
     [
-        ("lr=1e-3", "lr", 0.001),
+        # YAML 1.1 keeps "1e-3" a string; the typed check of each key converts it
+        # (so a string key such as map_name=1e3 stays a string).
+        ("lr=1e-3", "lr", "1e-3"),
         ("lr=0.001", "lr", 0.001),
-        ("t_max=1e6", "t_max", 1e6),
+        ("t_max=1e6", "t_max", "1e6"),
+        ("map_name=1e3", "map_name", "1e3"),
         ("batch_size=16", "batch_size", 16),
         ("double_q=false", "double_q", False),
         ("double_q=True", "double_q", True),
@@ -203,7 +206,8 @@ def test_unknown_environment_suggests():
         ("lr=0", "lr must be > 0"),
         ("buffer_size=0", "buffer_size must be > 0"),
         ("test_nepisode=-1", "test_nepisode must be >= 0"),
-        ("grad_norm_clip=-1", "grad_norm_clip must be >= 0"),
+        ("grad_norm_clip=-1", "grad_norm_clip must be > 0"),
+        ("grad_norm_clip=0", "grad_norm_clip must be > 0"),
         ("gamma=1.5", r"gamma must be in \[0, 1\], got 1.5"),
         ("td_lambda=-0.1", r"td_lambda must be in \[0, 1\]"),
         ("epsilon_finish=2", r"epsilon_finish must be in \[0, 1\]"),

@@ -49,8 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--run", type=Path, required=True)
     e.add_argument("--episodes", type=int, default=32)
     e.add_argument("--checkpoint", type=int, help="t_env of the checkpoint (default: latest)")
-    e.add_argument("--policy", choices=["teacher", "student"], default="teacher",
-                   help="DDN runs: the GGN (teacher, needs the state) or the LPN (student)")
+    e.add_argument(
+        "--policy",
+        choices=["teacher", "student"],
+        default="teacher",
+        help="DDN runs: the GGN (teacher, needs the state) or the LPN (student)",
+    )
 
     x = sub.add_parser("export", help="write a DDN run's LPN (student) alone, for deployment")
     x.add_argument("--run", type=Path, required=True)
@@ -129,8 +133,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("--episodes must be >= 1")
     run = load_run(args.run, args.checkpoint, num_envs=min(args.episodes, 64))
     metrics = evaluate(run.policy(args.policy), run.env, args.episodes)
-    print(json.dumps({"run": str(args.run), "checkpoint": run.t_env, "policy": args.policy,
-                      "episodes": args.episodes, **metrics}, indent=2))
+    print(
+        json.dumps(
+            {
+                "run": str(args.run),
+                "checkpoint": run.t_env,
+                "policy": args.policy,
+                "episodes": args.episodes,
+                **metrics,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

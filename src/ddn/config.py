@@ -168,6 +168,9 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{key} must be true or false, got {value!r}")
         return value
     if hint is int:
+        if isinstance(value, str):  # "1e6" from YAML 1.1: accept whole numbers
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, int):
             # YAML reads 1e6 as a string and 1.0e6 as a float: accept whole floats.
             if isinstance(value, float) and value.is_integer():

@@ -60,8 +60,8 @@ class StudentPolicy:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> torch.Tensor:
-        single = obs.dim() == 2
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        single = obs.dim() == 2
         if single:
             obs = obs.unsqueeze(0)
         out, self.hidden = self.network(
@@ -84,10 +84,14 @@ def load_student(path: str | Path, device: str | torch.device = "cpu") -> Studen
         raise CheckpointError(f"{path} is not a readable ddn export ({first})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a ddn LPN export (make one with `ddn export`)")
-    arch = data["arch"]
-    network = LocalPolicyNetwork(
-        arch["obs_dim"], arch["n_agents"], arch["n_actions"], arch["hidden_dim"],
-        arch["fusion_dim"], arch["hypernet_dim"], arch["last_action"], arch["agent_id"],
-    )  # fmt: skip
-    network.load_state_dict(data["state_dict"])
+    try:
+        arch = data["arch"]
+        network = LocalPolicyNetwork(
+            arch["obs_dim"], arch["n_agents"], arch["n_actions"], arch["hidden_dim"],
+            arch["fusion_dim"], arch["hypernet_dim"], arch["last_action"], arch["agent_id"],
+        )  # fmt: skip
+        network.load_state_dict(data["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is a damaged ddn LPN export ({first})") from None
     return StudentPolicy(network, device)

@@ -1,0 +1,834 @@
+"""DDN (paper Sec. 4): gradient isolation of teacher / student / IDM, the fusion blocks
+against hand computations, the distillation losses, distilling from a frozen teacher,
+the IDM's intrinsic reward, the ablation switches, every DDN algorithm, evaluation of
+both networks and checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import io
+import math
+import shutil
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from ddn.buffer import EpisodeBatch
+from ddn.checkpoint import list_checkpoints, load_checkpoint
+from ddn.config import DDN_ALGORITHMS, resolve
+from ddn.deploy import export_student, load_student
+from ddn.envs import make
+from ddn.experiment import Experiment, build_learner, transfer_rate
+from ddn.learners import DDNLearner
+from ddn.learners.ddn import DistillationLosses, kl_divergence
+from ddn.learners.targets import fix_avail
+from ddn.logging import read_metrics
+from ddn.nets.agent import AgentOutput
+from ddn.nets.ddn import GuidingNetwork, LocalPolicyNetwork
+from ddn.nets.fusion import FusionBlock
+from ddn.rollout import Collector
+
+CPU = torch.device("cpu")
+# view=3: observations (27 floats) and the state (75 floats) differ in size, so a
+# network reading the wrong one cannot go unnoticed.
+TINY = [
+    "env.n_agents=3", "env.n_prey=1", "env.height=5", "env.width=5", "env.view=3",
+    "env.episode_limit=10", "rnn_hidden_dim=16", "fusion_dim=8", "mixing_embed_dim=8",
+    "hypernet_embed=16", "central_mixing_embed_dim=16", "n_head=2", "device=cpu",
+]  # fmt: skip
+DDN_METRICS = (
+    "train/L_td", "train/L_B", "train/L_Q", "train/L_F", "train/L_I", "train/r_I_mean",
+    "train/q_teacher_mean", "train/q_student_mean",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def tiny_cfg(algo: str = "ddn", *extra: str):
+    return resolve("predator_prey", algo, overrides=[*TINY, *extra])
+
+
+def setup(algo: str = "ddn", *extra: str, seed: int = 0) -> tuple[DDNLearner, EpisodeBatch]:
+    """A DDN learner and one batch of 8 random-action episodes collected by it."""
+    cfg = tiny_cfg(algo, *extra)
+    env = make(cfg.env_name, num_envs=8, seed=seed, **cfg.env)
+    torch.manual_seed(seed)
+    learner = build_learner(cfg, env.spec, CPU)
+    assert isinstance(learner, DDNLearner)
+    batch, _ = Collector(env, CPU).run(learner.acting_network, 1.0)
+    return learner, batch
+
+
+def groups(learner: DDNLearner) -> dict[str, nn.Module]:
+    found = {
+        "teacher": learner.teacher,
+        "mixer": learner.td.objective,
+        "target_teacher": learner.td.target_agent,
+        "target_mixer": learner.td.target_objective,
+        "student": learner.student,
+    }
+    if learner.idm is not None:
+        found["idm_predictor"] = learner.idm.predictor
+        found["idm_target"] = learner.idm.target
+    return found
+
+
+def snapshot(learner: DDNLearner) -> dict[str, dict[str, torch.Tensor]]:
+    return {
+        g: {n: p.detach().clone() for n, p in m.named_parameters()}
+        for g, m in groups(learner).items()
+    }
+
+
+def changed(learner: DDNLearner, before: dict) -> dict[str, float]:
+    """Fraction of each group's parameter tensors that changed since ``before``."""
+    out = {}
+    for g, m in groups(learner).items():
+        named = list(m.named_parameters())
+        if named:
+            moved = [not torch.equal(before[g][n], p) for n, p in named]
+            out[g] = sum(moved) / len(moved)
+    return out
+
+
+def moved_groups(learner: DDNLearner, before: dict) -> set[str]:
+    return {g for g, frac in changed(learner, before).items() if frac > 0}
+
+
+def alive_mask(batch: EpisodeBatch) -> torch.Tensor:
+    t = batch.filled.shape[1]
+    return (fix_avail(batch.avail)[:, :t].sum(-1) > 1) & batch.filled.unsqueeze(-1)
+
+
+def greedy(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+    return q.masked_fill(~avail, float("-inf")).argmax(dim=-1)
+
+
+# ---------------------------------------------------------------- 1. gradient isolation
+def test_local_step_changes_only_the_student():
+    learner, batch = setup("ddn")
+    # As in train(): the TD step first (it leaves gradients on the teacher), then L_local.
+    _, teacher_out = learner.td.td_update(batch, episode=1)
+    assert all(p.grad is not None for p in learner.teacher.parameters())
+    before = snapshot(learner)
+    metrics = learner.distill_step(batch, teacher_out)
+    assert moved_groups(learner, before) == {"student"}
+    assert changed(learner, before)["student"] == 1.0
+    assert {"train/L_B", "train/L_Q", "train/L_F"} <= set(metrics)
+
+
+def test_global_step_changes_only_the_teacher_and_mixer():
+    learner, batch = setup("ddn")
+    for p in learner.student.parameters():
+        p.grad = None
+    before = snapshot(learner)
+    learner.td.td_update(batch, episode=1)
+    assert moved_groups(learner, before) == {"teacher", "mixer"}
+    assert changed(learner, before)["teacher"] == 1.0
+    assert all(p.grad is None for p in learner.student.parameters())
+
+
+def test_idm_step_changes_only_the_predictor():
+    learner, batch = setup("ddn", "idm_mask_prob=1.0")
+    before = snapshot(learner)
+    learner.intrinsic_reward(batch)
+    assert moved_groups(learner, before) == {"idm_predictor"}
+    assert changed(learner, before)["idm_predictor"] == 1.0
+
+
+def test_full_train_step_changes_teacher_student_and_predictor():
+    learner, batch = setup("ddn")
+    before = snapshot(learner)
+    metrics = learner.train(batch, episode=1)
+    frac = changed(learner, before)
+    for group in ("teacher", "mixer", "student", "idm_predictor"):
+        assert frac[group] == 1.0, (group, frac)
+    for group in ("target_teacher", "target_mixer", "idm_target"):
+        assert frac[group] == 0.0, (group, frac)
+    assert all(math.isfinite(v) for v in metrics.values())
+
+
+def optimised(optimizer: torch.optim.Optimizer) -> set[int]:
+    return {id(p) for g in optimizer.param_groups for p in g["params"]}
+
+
+def test_each_optimiser_holds_exactly_its_own_network():
+    learner, _ = setup("ddn")
+    ids = {g: {id(p) for p in m.parameters()} for g, m in groups(learner).items()}
+    assert optimised(learner.student_optimizer) == ids["student"]
+    assert optimised(learner.td.optimizer) == ids["teacher"] | ids["mixer"]
+    assert optimised(learner.idm_optimizer) == ids["idm_predictor"]
+    assert isinstance(learner.student_optimizer, torch.optim.Adam)  # paper B.3
+    assert isinstance(learner.td.optimizer, torch.optim.RMSprop)
+    assert learner.evaluation_policies() == {
+        "test": learner.teacher,
+        "test_student": learner.student,
+    }
+    assert learner.td.agent is learner.teacher
+
+
+def test_distillation_loss_has_no_gradient_path_to_the_teacher():
+    learner, batch = setup("ddn")
+    teacher_params = [*learner.teacher.parameters(), *learner.td.objective.parameters()]
+    _, teacher_out = learner.td.td_update(batch, episode=1)  # what train() distils from
+    for x in (teacher_out.q, teacher_out.hidden, teacher_out.feature, teacher_out.block):
+        assert not x.requires_grad and x.grad_fn is None
+    for p in [*teacher_params, *learner.student.parameters()]:
+        p.grad = None
+    student_out = learner.student.sequence(batch)
+    loss, _ = learner.distill(teacher_out, student_out, fix_avail(batch.avail), batch.filled)
+    loss.backward()
+    assert all(p.grad is None for p in teacher_params)
+    assert all(p.grad is not None for p in learner.student.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in learner.student.parameters()) > 0
+
+    # The check bites: the same loss on the live (undetached) teacher outputs reaches it.
+    live = learner.teacher.sequence(batch)
+    loss, _ = learner.distill(
+        live, learner.student.sequence(batch), fix_avail(batch.avail), batch.filled
+    )
+    loss.backward()
+    assert any(p.grad is not None for p in learner.teacher.parameters())
+
+
+# ---------------------------------------------------------------- 2. IDM target frozen
+def test_idm_target_never_changes_and_the_predictor_does():
+    cfg = tiny_cfg("ddn", "idm_mask_prob=1.0")
+    env = make(cfg.env_name, num_envs=4, seed=0, **cfg.env)
+    torch.manual_seed(0)
+    learner = build_learner(cfg, env.spec, CPU)
+    assert learner.idm is not None
+    target = {n: p.clone() for n, p in learner.idm.target.state_dict().items()}
+    predictor = {n: p.clone() for n, p in learner.idm.predictor.state_dict().items()}
+    assert all(not p.requires_grad for p in learner.idm.target.parameters())
+    assert all(p.requires_grad for p in learner.idm.predictor.parameters())
+    assert optimised(learner.idm_optimizer) == {id(p) for p in learner.idm.predictor.parameters()}
+    collector = Collector(env, CPU)
+    for step in range(12):
+        batch, _ = collector.run(learner.acting_network, 1.0)
+        learner.train(batch, episode=4 * (step + 1))
+    for n, p in learner.idm.target.state_dict().items():
+        assert torch.equal(p, target[n]), n
+    assert all(not p.requires_grad for p in learner.idm.target.parameters())
+    moved = [
+        not torch.equal(p, predictor[n]) for n, p in learner.idm.predictor.state_dict().items()
+    ]
+    assert all(moved)
+    assert float(learner.idm.error_stats.count) > 0
+
+
+# ---------------------------------------------------------------- 3. student needs no state
+def test_student_forward_and_step_need_only_local_observations():
+    learner, batch = setup("ddn")
+    student = learner.student
+    assert list(inspect.signature(student.forward).parameters) == [
+        "obs", "last_actions", "hidden",
+    ]  # fmt: skip
+    obs, last = batch.obs, batch.last_actions()
+    e, t1 = obs.shape[:2]
+    with torch.no_grad():
+        seq, _ = student(obs, last)
+        hidden = student.initial_hidden(e, CPU)
+        for t in range(t1):
+            q, hidden = student.step(SimpleNamespace(obs=obs[:, t]), last[:, t], hidden)
+            assert torch.allclose(q, seq.q[:, t], atol=1e-5)
+    # The state of the batch is not an input: scrambling it changes nothing.
+    scrambled = copy.copy(batch)
+    scrambled.state = torch.randn_like(batch.state)
+    with torch.no_grad():
+        assert torch.equal(student.sequence(scrambled).q, student.sequence(batch).q)
+
+
+def test_exported_student_acts_from_observations_only(tmp_path):
+    learner, batch = setup("ddn")
+    path = export_student(learner.student, tmp_path / "lpn.pt")
+    data = torch.load(path, weights_only=True)
+    assert "state_dim" not in data["arch"]
+    policy = load_student(path)
+    e, t1 = batch.obs.shape[:2]
+    policy.reset(batch=e)
+    hidden = learner.student.initial_hidden(e, CPU)
+    last = torch.full((e, learner.spec.n_agents), -1, dtype=torch.long)
+    with torch.no_grad():
+        for t in range(t1):
+            actions = policy.act(batch.obs[:, t])  # observations only: no state, no avail
+            q, hidden = learner.student.step(SimpleNamespace(obs=batch.obs[:, t]), last, hidden)
+            assert torch.equal(actions, q.argmax(dim=-1))
+            last = actions
+
+
+# ---------------------------------------------------------------- 4. PFB / IOB
+def explicit_weights(block: FusionBlock, x: torch.Tensor) -> torch.Tensor:
+    """W_i = sum_m z'_im A_m with z'_i = [relu(hyper(x_i)), 1], by a plain loop."""
+    z = torch.relu(x @ block.hyper.weight.T + block.hyper.bias)
+    z1 = torch.cat((z, torch.ones_like(z[..., :1])), dim=-1)
+    w = torch.zeros(*x.shape[:-1], block.value_dim, block.out_dim, dtype=x.dtype)
+    for m in range(block.hypernet_dim + 1):
+        w = w + z1[..., m, None, None] * block.basis[:, m, :]
+    return w
+
+
+def test_fusion_block_matches_explicit_weights():
+    torch.manual_seed(0)
+    e, t, n, x_dim, v, d, h = 2, 3, 4, 5, 7, 6, 3
+    block = FusionBlock(x_dim, v, d, h).double()
+    x = torch.randn(e, t, n, x_dim, dtype=torch.float64)
+    with torch.no_grad():
+        w = explicit_weights(block, x)
+        w_api, b = block.weights(x)
+        assert torch.allclose(w, w_api)
+        assert w.shape == (e, t, n, v, d) and b.shape == (e, t, n, d)
+        # B_i is what the block outputs for a zero value, and it depends on x_i alone.
+        assert torch.allclose(block(x, torch.zeros(e, t, v, dtype=torch.float64)), b)
+        assert torch.allclose(block(x, torch.zeros(e, t, n, v, dtype=torch.float64)), b)
+        assert torch.allclose(block.weights(x[:, :, :1])[1], b[:, :, :1])
+        # PFB: one state per step, shared by the agents: S_hat_i = S W_i + B_i.
+        state = torch.randn(e, t, v, dtype=torch.float64)
+        expected = torch.einsum("etv,etnvd->etnd", state, w) + b
+        pfb = block(x, state)
+        assert pfb.shape == (e, t, n, d)
+        assert torch.allclose(pfb, expected)
+        # IOB: each agent's own value: o_hat_i = o_i W_i + B_i.
+        obs = torch.randn(e, t, n, v, dtype=torch.float64)
+        expected = torch.einsum("etnv,etnvd->etnd", obs, w) + b
+        assert torch.allclose(block(x, obs), expected)
+        # Both contraction orders agree when every agent gets the same value.
+        shared = block(x, state.unsqueeze(-2).expand(e, t, n, v).contiguous())
+        assert torch.allclose(shared, pfb)
+
+
+def test_fusion_block_tiny_example_by_hand():
+    """V=2, d=2, h=1, one-dimensional x; numbers worked out on paper."""
+    block = FusionBlock(hyper_in=1, value_dim=2, out_dim=2, hypernet_dim=1)
+    with torch.no_grad():
+        block.hyper.weight.copy_(torch.tensor([[2.0]]))
+        block.hyper.bias.copy_(torch.tensor([-1.0]))
+        # basis[v, m, k]: A_0 = [[1, 2], [5, 6]] (for z), A_1 = [[3, 4], [7, 8]] (for 1).
+        block.basis.copy_(torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]]))
+        # The bias head, whatever its depth: zero weights, last layer's bias B = [0.1, 0.2].
+        for p in block.bias.parameters():
+            p.zero_()
+        [*_, last] = (m for m in block.bias.modules() if isinstance(m, nn.Linear))
+        last.bias.copy_(torch.tensor([0.1, 0.2]))
+        x = torch.tensor([[1.0], [0.0]])  # agent 0: z = relu(2 - 1) = 1; agent 1: z = 0
+        # W_0 = A_0 + A_1 = [[4, 6], [12, 14]]; W_1 = A_1 = [[3, 4], [7, 8]].
+        w, b = block.weights(x)
+        assert w.tolist() == [[[4.0, 6.0], [12.0, 14.0]], [[3.0, 4.0], [7.0, 8.0]]]
+        assert torch.allclose(b, torch.tensor([[0.1, 0.2], [0.1, 0.2]]))
+        # PFB, S = [1, -2]: agent 0: [4 - 24, 6 - 28] + B; agent 1: [3 - 14, 4 - 16] + B.
+        pfb = block(x, torch.tensor([1.0, -2.0]))
+        assert torch.allclose(pfb, torch.tensor([[-19.9, -21.8], [-10.9, -11.8]]))
+        # IOB, o_0 = [2, 1], o_1 = [-1, 3]: [8 + 12, 12 + 14] + B; [-3 + 21, -4 + 24] + B.
+        iob = block(x, torch.tensor([[2.0, 1.0], [-1.0, 3.0]]))
+        assert torch.allclose(iob, torch.tensor([[20.1, 26.2], [18.1, 20.2]]))
+
+
+def test_networks_use_their_blocks_as_documented():
+    """GGN: PFB(x_i, S) feeds the agent net; LPN: IOB(x_i, o_i) does."""
+    learner, batch = setup("ddn")
+    teacher, student = learner.teacher, learner.student
+    x = teacher.local_info(batch.obs, batch.last_actions())
+    with torch.no_grad():
+        w, b = teacher.pfb.weights(x)
+        s_hat = torch.einsum("etv,etnvd->etnd", batch.state, w) + b
+        out = teacher.sequence(batch)
+        assert torch.allclose(out.block, s_hat, atol=1e-5)
+        assert torch.allclose(out.q, teacher.net(s_hat)[0].q, atol=1e-5)
+        w, b = student.iob.weights(x)
+        o_hat = torch.einsum("etnv,etnvd->etnd", batch.obs, w) + b
+        out = student.sequence(batch)
+        assert torch.allclose(out.block, o_hat, atol=1e-5)
+        assert torch.allclose(out.q, student.net(o_hat)[0].q, atol=1e-5)
+    assert student.iob.value_dim == learner.spec.obs_dim != learner.spec.state_dim
+
+
+# ---------------------------------------------------------------- 5. L_Q, L_B, L_F
+def test_kl_divergence_ignores_unavailable_actions():
+    torch.manual_seed(0)
+    teacher, student = torch.randn(5, 4), torch.randn(5, 4)
+    valid = torch.tensor([[1, 1, 0, 1], [1, 0, 0, 0], [1, 1, 1, 1], [0, 1, 0, 1], [0, 0, 1, 1]])
+    valid = valid.bool()
+    kl = kl_divergence(teacher, student, valid)
+    # By hand: softmax over the valid entries only.
+    for r in range(5):
+        idx = valid[r].nonzero().flatten()
+        p, q = teacher[r, idx].softmax(-1), student[r, idx].softmax(-1)
+        assert torch.isclose(kl[r], (p * (p.log() - q.log())).sum(), atol=1e-6)
+    assert kl[1] == 0.0  # one available action: nothing to distil
+    # Changing the logits of unavailable actions, even to huge values, changes nothing.
+    noise_t = torch.where(valid, 0.0, torch.randn(5, 4) * 1e6)
+    noise_s = torch.where(valid, 0.0, torch.full((5, 4), -3e30))
+    other = kl_divergence(teacher + noise_t, student + noise_s, valid)
+    assert torch.equal(other, kl)
+    big = kl_divergence(
+        teacher.masked_fill(~valid, 1e30), student.masked_fill(~valid, -1e30), valid
+    )
+    assert torch.equal(big, kl)
+    # Huge available logits stay finite.
+    huge = kl_divergence(teacher * 1e6, student * 1e6, valid)
+    assert torch.isfinite(huge).all() and (huge >= 0).all()
+    # Gradient on the unavailable student logits is exactly zero (and finite elsewhere).
+    s = student.clone().masked_fill(~valid, 1e30).requires_grad_(True)
+    t = teacher.clone().requires_grad_(True)
+    kl_divergence(t, s, valid).sum().backward()
+    assert torch.equal(s.grad[~valid], torch.zeros(int((~valid).sum())))
+    assert torch.equal(t.grad[~valid], torch.zeros(int((~valid).sum())))
+    assert torch.isfinite(s.grad).all() and torch.isfinite(t.grad).all()
+    assert s.grad[valid].abs().sum() > 0
+    # Without a mask it is the ordinary KL; it is zero between equal logits.
+    full = kl_divergence(teacher, student)
+    p, q = teacher.softmax(-1), student.softmax(-1)
+    assert torch.allclose(full, (p * (p.log() - q.log())).sum(-1), atol=1e-6)
+    assert torch.allclose(kl_divergence(teacher, teacher, valid), torch.zeros(5), atol=1e-7)
+
+
+def _kl_by_hand(tl: list[float], sl: list[float], valid: list[bool]) -> float:
+    tl = [a for a, v in zip(tl, valid, strict=True) if v]
+    sl = [a for a, v in zip(sl, valid, strict=True) if v]
+    zt, zs = sum(math.exp(a) for a in tl), sum(math.exp(a) for a in sl)
+    return sum(
+        math.exp(a) / zt * ((a - math.log(zt)) - (b - math.log(zs)))
+        for a, b in zip(tl, sl, strict=True)
+    )
+
+
+def test_distillation_losses_match_a_hand_computation():
+    """E=1, 3 transitions (the last one padding), N=2 agents, A=3 actions, H=d=2.
+    Agent 1 is dead at step 1 (only its no-op is available)."""
+    cfg = tiny_cfg("ddn", "distill_temperature=2.0", "w_block=0.5", "w_q=2.0", "w_feature=3.0")
+    g = torch.Generator().manual_seed(0)
+    shape = (1, 4, 2)  # [E, T+1, N]
+    teacher = AgentOutput(
+        q=torch.randn(*shape, 3, generator=g), hidden=torch.zeros(*shape, 2),
+        feature=torch.rand(*shape, 2, generator=g), block=torch.randn(*shape, 2, generator=g),
+    )  # fmt: skip
+    student = AgentOutput(
+        q=torch.randn(*shape, 3, generator=g), hidden=torch.zeros(*shape, 2),
+        feature=torch.rand(*shape, 2, generator=g), block=torch.randn(*shape, 2, generator=g),
+    )  # fmt: skip
+    avail = torch.tensor(
+        [[[[1, 0, 1], [1, 1, 1]], [[1, 1, 0], [0, 0, 1]], [[0, 0, 0], [0, 0, 0]],
+          [[0, 0, 0], [0, 0, 0]]]]
+    ).bool()  # fmt: skip
+    filled = torch.tensor([[True, True, False]])
+    loss, metrics = DistillationLosses(cfg)(teacher, student, fix_avail(avail), filled)
+
+    alive = [(0, 0), (0, 1), (1, 0)]  # (step, agent)
+    tq, sq = teacher.q[0].tolist(), student.q[0].tolist()
+    tf, sf = teacher.feature[0].tolist(), student.feature[0].tolist()
+    tb, sb = teacher.block[0].tolist(), student.block[0].tolist()
+    av = avail[0].tolist()
+    l_b = (
+        sum(
+            sum((s - t) ** 2 for s, t in zip(sb[k][i], tb[k][i], strict=True)) / 2 for k, i in alive
+        )
+        / 3
+    )  # mean over alive agent-steps and block units
+    l_q = (
+        sum(
+            _kl_by_hand(
+                [x / 2 for x in tq[k][i]], [x / 2 for x in sq[k][i]], [bool(a) for a in av[k][i]]
+            )
+            for k, i in alive
+        )
+        / 2
+    )  # summed over agents, averaged over the 2 real steps
+    l_f = sum(_kl_by_hand(tf[k][i], sf[k][i], [True, True]) for k, i in alive) / 2
+    assert metrics["train/L_B"].item() == pytest.approx(l_b, rel=1e-5)
+    assert metrics["train/L_Q"].item() == pytest.approx(l_q, rel=1e-5)
+    assert metrics["train/L_F"].item() == pytest.approx(l_f, rel=1e-5)
+    assert loss.item() == pytest.approx(0.5 * l_b + 2.0 * l_q + 3.0 * l_f, rel=1e-5)
+    assert metrics["train/L_local"].item() == pytest.approx(loss.item())
+
+    # The dead agent and the padded step do not count: changing them changes nothing.
+    for out in (teacher, student):
+        out.q[0, 1, 1] += 5.0
+        out.q[0, 2:] = torch.randn(2, 2, 3, generator=g)
+        out.feature[0, 1, 1] += 1.0
+        out.feature[0, 2:] = torch.rand(2, 2, 2, generator=g)
+        out.block[0, 1, 1] += 1.0
+        out.block[0, 2:] = torch.randn(2, 2, 2, generator=g)
+    again, metrics2 = DistillationLosses(cfg)(teacher, student, fix_avail(avail), filled)
+    assert again.item() == pytest.approx(loss.item(), rel=1e-6)
+    for key in ("train/L_B", "train/L_Q", "train/L_F"):
+        assert metrics2[key].item() == pytest.approx(metrics[key].item(), rel=1e-6)
+
+
+# ---------------------------------------------------------------- 6. frozen teacher
+def test_student_distils_a_frozen_teacher():
+    """A random GGN, never updated; only L_local steps. The student comes to agree with it."""
+    learner, batch = setup("ddn_vdn", "idm=false", "student_lr=0.002", seed=2)
+    with torch.no_grad():  # no head bias: the teacher's greedy action depends on its input
+        learner.teacher.net.fc2.bias.zero_()
+        teacher_out = learner.teacher.sequence(batch).detach()
+    frozen = copy.deepcopy(learner.teacher.state_dict())
+    t = batch.filled.shape[1]
+    avail, alive = fix_avail(batch.avail)[:, :t], alive_mask(batch)
+    teacher_actions = greedy(teacher_out.q[:, :t], avail)
+    # No constant policy could reach the agreement asked below.
+    assert torch.bincount(teacher_actions[alive]).max() < 0.85 * alive.sum()
+
+    def agreement() -> float:
+        with torch.no_grad():
+            student_actions = greedy(learner.student.sequence(batch).q[:, :t], avail)
+        return float((student_actions == teacher_actions)[alive].float().mean())
+
+    start = agreement()
+    first = learner.distill_step(batch, teacher_out)
+    for _ in range(300):
+        last = learner.distill_step(batch, teacher_out)
+    assert last["train/L_Q"] < 0.3 * first["train/L_Q"]
+    assert last["train/L_F"] < 0.3 * first["train/L_F"]
+    assert last["train/L_B"] < 0.3 * first["train/L_B"]
+    end = agreement()
+    assert end >= 0.9 and end > start + 0.5, (start, end)
+    for n, p in learner.teacher.state_dict().items():
+        assert torch.equal(p, frozen[n])
+
+
+# ---------------------------------------------------------------- 7. IDM
+def state_batch(spec, states: torch.Tensor) -> EpisodeBatch:
+    """Episodes whose states are ``states`` [E, T+1, S]; all transitions real."""
+    e, t1 = states.shape[:2]
+    batch = EpisodeBatch.zeros(e, spec, CPU).index(slice(None), t1 - 1)
+    batch.state.copy_(states)
+    batch.filled.fill_(True)
+    batch.avail.fill_(True)
+    return batch
+
+
+def test_intrinsic_reward_falls_for_a_repeated_state_and_stays_high_for_a_novel_one():
+    cfg = tiny_cfg("ddn", "idm_mask_prob=1.0", "idm_lr=0.001")
+    env = make(cfg.env_name, num_envs=2, seed=0, **cfg.env)
+    torch.manual_seed(0)
+    learner = build_learner(cfg, env.spec, CPU)
+    out = env.reset()
+    seen, other = out.state[0], out.state[1]
+    novel = 1.0 - seen  # every cell flipped
+    batch = state_batch(env.spec, seen.expand(4, 6, -1).clone())
+    with torch.no_grad():
+        e_seen0, e_novel0 = learner.idm.error(seen), learner.idm.error(novel)
+    rewards = [float(learner.intrinsic_reward(batch)[0].mean()) for _ in range(100)]
+    with torch.no_grad():
+        e_seen, e_novel, e_other = (learner.idm.error(s) for s in (seen, novel, other))
+    assert e_seen < 0.01 * e_seen0
+    assert e_novel > 0.5 * e_novel0
+    assert e_novel > 100 * e_seen and e_other > 10 * e_seen
+    assert rewards[-1] < 0.1 * rewards[0]  # r_I itself falls too (normalised by the std)
+
+
+def test_mask_probability_zero_and_one():
+    learner, batch = setup("ddn", "idm_mask_prob=0.0")
+    predictor = copy.deepcopy(learner.idm.predictor.state_dict())
+    r_i, metrics = learner.intrinsic_reward(batch)
+    assert torch.equal(r_i, torch.zeros_like(batch.reward))
+    assert float(metrics["train/r_I_mean"]) == 0.0 and float(metrics["train/L_I"]) == 0.0
+    for n, p in learner.idm.predictor.state_dict().items():  # nothing selected: no learning
+        assert torch.equal(p, predictor[n])
+
+    learner, batch = setup("ddn", "idm_mask_prob=1.0", "idm_normalize=false", "idm_coef=1.0")
+    # Pad some episodes, as the collector does (zeros after the end).
+    for ep, end in ((0, 3), (1, 7), (5, 1)):
+        batch.filled[ep, end:] = False
+        batch.state[ep, end + 1 :] = 0.0
+        batch.avail[ep, end + 1 :] = False
+    with torch.no_grad():
+        error = learner.idm.error(batch.state[:, 1:])
+    r_i, metrics = learner.intrinsic_reward(batch)
+    assert (r_i[batch.filled] > 0).all()
+    assert (r_i[~batch.filled] == 0).all()
+    assert torch.allclose(r_i, error * batch.filled, atol=1e-6)
+    assert float(metrics["train/L_I"]) == pytest.approx(float(error[batch.filled].mean()), 1e-5)
+    n = batch.filled.sum()
+    assert float(metrics["train/r_I_mean"]) == pytest.approx(float(r_i.sum() / n), 1e-5)
+
+
+@pytest.mark.parametrize("next_state", [True, False])
+def test_idm_next_state_switch_picks_the_state_fed(next_state):
+    cfg = tiny_cfg(
+        "ddn", "idm_mask_prob=1.0", "idm_normalize=false", "idm_coef=0.5",
+        f"idm_next_state={str(next_state).lower()}",
+    )  # fmt: skip
+    env = make(cfg.env_name, num_envs=1, seed=0, **cfg.env)
+    torch.manual_seed(0)
+    learner = build_learner(cfg, env.spec, CPU)
+    g = torch.Generator().manual_seed(1)
+    states = torch.rand(3, 6, env.spec.state_dim, generator=g) * torch.arange(1.0, 7.0)[:, None]
+    batch = state_batch(env.spec, states)
+    with torch.no_grad():
+        e_next = learner.idm.error(states[:, 1:])
+        e_now = learner.idm.error(states[:, :-1])
+    r_i, _ = learner.intrinsic_reward(batch)
+    expected, wrong = (e_next, e_now) if next_state else (e_now, e_next)
+    assert torch.allclose(r_i, 0.5 * expected, atol=1e-6)
+    assert not torch.allclose(r_i, 0.5 * wrong, atol=1e-3)
+
+
+def test_idm_normalises_by_the_running_std():
+    learner, batch = setup("ddn", "idm_mask_prob=1.0", "idm_coef=0.3")
+    with torch.no_grad():
+        error = learner.idm.error(batch.state[:, 1:])
+    r_i, _ = learner.intrinsic_reward(batch)
+    std = error[batch.filled].double().std(unbiased=False)  # first update: batch stats
+    assert torch.allclose(r_i.double(), 0.3 * error.double() / std, rtol=1e-4)
+    assert float(learner.idm.error_stats.count) == int(batch.filled.sum())
+
+
+def _recording_rewards(learner: DDNLearner) -> list[torch.Tensor]:
+    seen: list[torch.Tensor] = []
+    td_update = learner.td.td_update
+
+    def wrapped(batch, episode, reward=None):
+        seen.append(batch.reward if reward is None else reward)
+        return td_update(batch, episode, reward)
+
+    learner.td.td_update = wrapped
+    return seen
+
+
+def test_idm_off_means_no_idm_and_the_environment_reward():
+    learner, batch = setup("ddn", "idm=false")
+    assert learner.idm is None and "idm" not in learner.state_dict()
+    seen = _recording_rewards(learner)
+    metrics = learner.train(batch, episode=1)
+    assert torch.equal(seen[0], batch.reward)
+    assert "train/L_I" not in metrics and "train/r_I_mean" not in metrics
+
+    learner, batch = setup("ddn", "idm_mask_prob=1.0")
+    seen = _recording_rewards(learner)
+    metrics = learner.train(batch, episode=1)
+    bonus = seen[0] - batch.reward
+    assert (bonus[batch.filled] > 0).all()
+    assert float(bonus.sum() / batch.filled.sum()) == pytest.approx(metrics["train/r_I_mean"])
+
+
+# ---------------------------------------------------------------- 8. raw state
+def test_raw_state_switch_removes_the_pfb():
+    learner, batch = setup("ddn", "personalized_state=false")
+    teacher, spec = learner.teacher, learner.spec
+    assert teacher.pfb is None
+    assert not any(isinstance(m, FusionBlock) for m in teacher.modules())
+    assert teacher.net.fc1.in_features == spec.state_dim + teacher.local_dim
+    assert teacher.local_dim == spec.obs_dim + spec.n_actions + spec.n_agents
+    in_optimizer = optimised(learner.td.optimizer)
+    expected = {id(p) for p in (*teacher.parameters(), *learner.td.objective.parameters())}
+    assert in_optimizer == expected
+    assert not {id(p) for p in learner.student.iob.parameters()} & in_optimizer
+    with torch.no_grad():
+        out = teacher.sequence(batch)
+        assert out.block is None
+        x = teacher.local_info(batch.obs, batch.last_actions())
+        raw = torch.cat((batch.state.unsqueeze(-2).expand(*x.shape[:-1], -1), x), dim=-1)
+        assert torch.allclose(out.q, teacher.net(raw)[0].q, atol=1e-6)
+    before = snapshot(learner)
+    metrics = learner.train(batch, episode=1)
+    assert "train/L_B" not in metrics
+    assert {"train/L_Q", "train/L_F", "train/L_td"} <= set(metrics)
+    assert changed(learner, before)["student"] > 0.5
+    # The personalised default does put the PFB in the teacher's optimiser.
+    learner, _ = setup("ddn")
+    assert {id(p) for p in learner.teacher.pfb.parameters()} <= optimised(learner.td.optimizer)
+
+
+# ---------------------------------------------------------------- 9. every DDN algorithm
+@pytest.mark.parametrize("algo", DDN_ALGORITHMS)
+def test_every_ddn_algorithm_trains_with_finite_metrics(algo):
+    learner, batch = setup(algo)
+    before = snapshot(learner)
+    metrics = learner.train(batch, episode=1)
+    for key in DDN_METRICS:
+        assert key in metrics, key
+        assert math.isfinite(metrics[key]), (key, metrics[key])
+    frac = changed(learner, before)
+    assert frac["teacher"] > 0 and frac["student"] > 0 and frac["idm_predictor"] > 0
+
+
+@pytest.mark.parametrize(
+    ("switch", "gone"),
+    [
+        ("distill_block=false", {"train/L_B"}),
+        ("distill_q=false", {"train/L_Q"}),
+        ("distill_feature=false", {"train/L_F"}),
+        ("idm=false", {"train/L_I", "train/r_I_mean"}),
+    ],
+)
+def test_each_switch_removes_its_metric(switch, gone):
+    learner, batch = setup("ddn", switch)
+    metrics = learner.train(batch, episode=1)
+    assert not gone & set(metrics)
+    assert set(DDN_METRICS) - gone <= set(metrics)
+
+
+def test_all_distillation_losses_off_leaves_the_student_alone():
+    learner, batch = setup("ddn", "distill_block=false", "distill_q=false", "distill_feature=false")
+    before = snapshot(learner)
+    metrics = learner.train(batch, episode=1)
+    assert metrics["train/L_local"] == 0.0
+    assert changed(learner, before)["student"] == 0.0
+
+
+def test_act_with_student_collects_with_the_lpn():
+    learner, _ = setup("ddn", "act_with=student")
+    assert learner.acting_network is learner.student
+    learner_t, _ = setup("ddn")
+    assert learner_t.acting_network is learner_t.teacher
+    calls = {"teacher": 0, "student": 0}
+    for name in calls:
+        net = getattr(learner, name)
+        original = net.step
+
+        def counted(*args, _name=name, _original=original):
+            calls[_name] += 1
+            return _original(*args)
+
+        net.step = counted
+    env = make("predator_prey", num_envs=2, seed=0, **learner.cfg.env)
+    Collector(env, CPU).run(learner.acting_network, 0.0)
+    assert calls["student"] > 0 and calls["teacher"] == 0
+
+
+# ---------------------------------------------------------------- 10. experiment, checkpoints
+EXP = [
+    "batch_size_run=4", "batch_size=4", "buffer_size=32", "t_max=120", "test_interval=60",
+    "test_nepisode=4", "log_interval=40", "save_model_interval=40",
+]  # fmt: skip
+
+
+def test_transfer_rate():
+    m = {"test/return_mean": 4.0, "test_student/return_mean": 3.0}
+    assert transfer_rate(m, has_wins=False) == 0.75
+    w = {"test/win_rate": 0.5, "test_student/win_rate": 0.25, **m}
+    assert transfer_rate(w, has_wins=True) == 0.5  # wins, not returns
+    assert transfer_rate({"test/win_rate": 0.0, "test_student/win_rate": 0.5}, True) is None
+    assert transfer_rate({"test/return_mean": 0.0, "test_student/return_mean": 1.0}, False) is None
+    assert transfer_rate({"test/return_mean": 1.0}, False) is None  # no student
+
+
+def test_ddn_experiment_logs_teacher_and_student_tests(tmp_path):
+    cfg = tiny_cfg("ddn_vdn", *EXP, "save_model=false")
+    summary = Experiment(cfg, tmp_path / "run", progress=False).run()
+    events = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    tests = [e for e in events if "test/return_mean" in e]
+    assert len(tests) >= 2
+    for e in tests:
+        teacher = {k.split("/", 1)[1] for k in e if k.startswith("test/")} - {"transfer_rate"}
+        student = {k.split("/", 1)[1] for k in e if k.startswith("test_student/")}
+        assert teacher == student == {"return_mean", "return_std", "ep_length_mean"}
+        assert "test/transfer_rate" in e
+        rate = transfer_rate(e, has_wins=False)
+        assert e["test/transfer_rate"] == (None if rate is None else pytest.approx(rate))
+    train = [e for e in events if "train/return_mean" in e]
+    assert train and all(k in train[-1] for k in DDN_METRICS)
+    assert "test_student/return_mean" in summary and "test/transfer_rate" in summary
+
+
+def test_ddn_matrix_experiment_reports_win_rate_transfer(tmp_path):
+    cfg = resolve(
+        "matrix", "ddn_vdn",
+        overrides=["t_max=64", "batch_size_run=16", "batch_size=16", "test_interval=32",
+                   "log_interval=32", "save_model=false", "device=cpu", "rnn_hidden_dim=8",
+                   "fusion_dim=4", "test_nepisode=16"],
+    )  # fmt: skip
+    summary = Experiment(cfg, tmp_path / "m", progress=False).run()
+    assert "test/win_rate" in summary and "test_student/win_rate" in summary
+    rate = transfer_rate(summary, has_wins=True)
+    if rate is None:
+        assert math.isnan(summary["test/transfer_rate"])
+    else:
+        assert summary["test/transfer_rate"] == pytest.approx(rate)
+
+
+def _state_equal(a, b, path="") -> None:
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            _state_equal(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _state_equal(x, y, f"{path}/{i}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
+
+
+def test_learner_state_dict_round_trip():
+    learner, batch = setup("ddn")
+    for ep in range(3):
+        learner.train(batch, episode=ep + 1)
+    buf = io.BytesIO()
+    torch.save(learner.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)  # as checkpoints are read
+    assert {"td", "student", "student_optimizer", "idm", "idm_optimizer"} <= set(state)
+    assert {"error_stats.count", "error_stats.mean", "error_stats.var"} <= set(state["idm"])
+
+    fresh, _ = setup("ddn", seed=7)  # other initial weights
+    fresh.load_state_dict(state)
+    _state_equal(fresh.state_dict(), learner.state_dict())
+    assert float(fresh.idm.error_stats.count) == float(learner.idm.error_stats.count) > 0
+    # Both continue identically (optimiser moments and RND stats included).
+    torch.manual_seed(3)
+    m_a = learner.train(batch, episode=4)
+    torch.manual_seed(3)
+    m_b = fresh.train(batch, episode=4)
+    assert m_a == m_b
+    _state_equal(fresh.state_dict(), learner.state_dict())
+
+
+def test_ddn_run_resumes_like_an_uninterrupted_run(tmp_path):
+    cfg = tiny_cfg("ddn", *EXP, "save_buffer=true")
+    a = Experiment(cfg, tmp_path / "a", progress=False).run()
+    b_dir = tmp_path / "b"
+    b = Experiment(cfg, b_dir, progress=False).run()
+    assert _same(a, b)
+    saved = list_checkpoints(b_dir)
+    assert len(saved) >= 3
+    for t in saved[2:]:
+        shutil.rmtree(b_dir / "checkpoints" / str(t))
+    exp = Experiment.resume(b_dir, progress=False)
+    assert exp.t_env == saved[1]
+    _, state, _ = load_checkpoint(b_dir)
+    _state_equal(exp.learner.state_dict(), state["learner"])
+    assert float(exp.learner.idm.error_stats.count) > 0
+    assert _same(exp.run(), a)
+    events_a = [_no_time(e) for e in read_metrics(tmp_path / "a" / "metrics.jsonl")]
+    events_b = [_no_time(e) for e in read_metrics(b_dir / "metrics.jsonl")]
+    assert events_a == events_b
+
+
+def _no_time(e: dict) -> dict:
+    return {k: v for k, v in e.items() if not k.startswith("time/")}
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Summaries equal, NaN (an undefined transfer rate) equal to NaN."""
+    if set(a) != set(b):
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        both_nan = isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y)
+        if not both_nan and x != y:
+            return False
+    return True
+
+
+def test_guiding_and_local_networks_have_the_documented_inputs():
+    net = GuidingNetwork(obs_dim=4, state_dim=9, n_agents=2, n_actions=3, hidden_dim=5,
+                         fusion_dim=6, hypernet_dim=2)  # fmt: skip
+    assert net.pfb.value_dim == 9 and net.pfb.out_dim == 6 and net.net.fc1.in_features == 6
+    assert net.pfb.hyper.in_features == 4 + 3 + 2
+    lpn = LocalPolicyNetwork(obs_dim=4, n_agents=2, n_actions=3, hidden_dim=5, fusion_dim=6,
+                             hypernet_dim=2)  # fmt: skip
+    assert lpn.iob.value_dim == 4 and lpn.iob.hyper.in_features == 4 + 3 + 2
+    assert "state_dim" not in inspect.signature(LocalPolicyNetwork).parameters
