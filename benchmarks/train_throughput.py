@@ -11,7 +11,7 @@ Also reported, in the same run: the time of one learner update on 128 episodes o
 200 steps, the FLOPs of that update (counted from the layer shapes), the machine's
 fp32 matmul rate, the update's achieved fraction of it, and peak memory.
 
-    python benchmarks/train_throughput.py [--algo qmix] [--iterations 10] [--threads 2]
+    python benchmarks/train_throughput.py [--algos qmix ddn_qmix] [--iterations 10] [--threads 2]
 """
 
 from __future__ import annotations
@@ -73,9 +73,42 @@ def update_flops(cfg, spec, episodes: int, steps: int) -> float:
     return agent + mixer
 
 
+def measure(algo: str, iterations: int, tmp: Path, batch=None) -> dict:
+    """End-to-end steps/s of ``algo`` and the time of one update on ``batch`` (default:
+    a batch from its own buffer)."""
+    cfg = resolve("predator_prey", algo, overrides=[*PYMARL2, "t_max=100000000"])
+    exp = Experiment(cfg, tmp / algo, progress=False)
+    # Fill the buffer up to one batch (no updates happen before), then time the
+    # steady state: Experiment.iteration() is exactly the training loop's body.
+    while not exp.buffer.can_sample(cfg.batch_size):
+        exp.iteration()
+    exp.iteration()  # first update (allocations, warm-up)
+    t_env0, t0 = exp.t_env, time.perf_counter()
+    for _ in range(iterations):
+        exp.iteration()
+    steps_per_s = (exp.t_env - t_env0) / (time.perf_counter() - t0)
+    if batch is None:
+        batch = exp.buffer.sample(cfg.batch_size)
+    exp.learner.train(batch, exp.episode)
+    t1 = time.perf_counter()
+    repeats = 3
+    for _ in range(repeats):
+        exp.learner.train(batch, exp.episode)
+    update_s = (time.perf_counter() - t1) / repeats
+    t2 = time.perf_counter()
+    for _ in range(3):
+        exp.collector.run(exp.learner.acting_network, 0.5)
+    rollout_s = (time.perf_counter() - t2) / 3
+    return {
+        "algo": algo, "cfg": cfg, "spec": exp.spec, "batch": batch,
+        "env_steps_per_s": steps_per_s, "update_s": update_s, "rollout_s_8x200": rollout_s,
+    }  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--algo", default="qmix")
+    p.add_argument("--algos", nargs="+", default=["qmix", "ddn_qmix"],
+                   help="the first is the baseline of the update-time ratios")  # fmt: skip
     p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--json", type=Path)
@@ -83,70 +116,42 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = resolve("predator_prey", args.algo, overrides=[*PYMARL2, "t_max=100000000"])
-        exp = Experiment(cfg, Path(tmp) / "run", progress=False)
-        # Fill the buffer up to one batch (no updates happen before), then time the
-        # steady state: Experiment.iteration() is exactly the training loop's body.
-        while not exp.buffer.can_sample(cfg.batch_size):
-            exp.iteration()
-        exp.iteration()  # first update (allocations, warm-up)
-        t_env0, t0 = exp.t_env, time.perf_counter()
-        for _ in range(args.iterations):
-            exp.iteration()
-        elapsed = time.perf_counter() - t0
-        steps_per_s = (exp.t_env - t_env0) / elapsed
-
-        batch = exp.buffer.sample(cfg.batch_size)
-        exp.learner.train(batch, exp.episode)
-        t1 = time.perf_counter()
-        repeats = 3
-        for _ in range(repeats):
-            exp.learner.train(batch, exp.episode)
-        update_s = (time.perf_counter() - t1) / repeats
-        t2 = time.perf_counter()
-        for _ in range(3):
-            exp.collector.run(exp.learner.acting_network, 0.5)
-        rollout_s = (time.perf_counter() - t2) / 3
-        flops = update_flops(cfg, exp.spec, batch.num_episodes, batch.max_t)
-        rate = matmul_rate()
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
+        for algo in args.algos:
+            # Every algorithm's update is timed on the baseline's batch: same data.
+            batch = results[0]["batch"] if results else None
+            results.append(measure(algo, args.iterations, Path(tmp), batch))
+    base = results[0]
+    batch = base["batch"]
+    flops = update_flops(base["cfg"], base["spec"], batch.num_episodes, batch.max_t)
+    rate = matmul_rate()
     floor_s = flops / (rate * 1e9)
-    result = {
-        "algo": args.algo,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": f"{platform.processor()} x{torch.get_num_threads()} threads",
-        "env_steps_per_s": steps_per_s,
-        "iterations": args.iterations,
-        "update_s": update_s,
-        "rollout_s_8x200": rollout_s,
-        "update_gflop": flops / 1e9,
-        "matmul_gflop_s": rate,
-        "update_floor_s": floor_s,
-        "update_fraction_of_floor": floor_s / update_s,
-        "peak_rss_mb": peak_mb,
-        "steps_per_s_if_update_at_floor": 1600 / (rollout_s + floor_s),
-    }
-    print(
-        f"{args.algo} on Predator-Prey (paper preset) at PyMARL2 settings, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads"
-    )
-    print(f"  end-to-end env steps/s (training included): {steps_per_s:,.0f}")
-    print(f"  one update, 128 episodes x {batch.max_t} steps: {update_s:.3f} s")
-    print(f"  one rollout, 8 envs x 200 steps:           {rollout_s:.3f} s")
-    print(
-        f"  update FLOPs: {flops / 1e9:.1f} GFLOP; matmul rate {rate:.0f} GFLOP/s "
-        f"-> floor {floor_s:.3f} s; achieved {100 * floor_s / update_s:.0f}% of it"
-    )
-    print(
-        f"  steps/s bound if the update ran at the matmul floor: "
-        f"{result['steps_per_s_if_update_at_floor']:,.0f}"
-    )
-    print(f"  peak RSS: {peak_mb:,.0f} MB")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"Predator-Prey (paper preset) at PyMARL2 settings; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {platform.processor()}")  # fmt: skip
+    print(f"{'algo':<12}{'env steps/s':>14}{'update (s)':>12}{'x baseline':>12}"
+          f"{'rollout 8x200 (s)':>20}")  # fmt: skip
+    for r in results:
+        ratio = r["update_s"] / base["update_s"]
+        print(f"{r['algo']:<12}{r['env_steps_per_s']:>14,.0f}{r['update_s']:>12.3f}"
+              f"{ratio:>12.2f}{r['rollout_s_8x200']:>20.3f}")  # fmt: skip
+    print(f"One update = {batch.num_episodes} episodes x {batch.max_t} steps.")
+    bound = 1600 / (base["rollout_s_8x200"] + floor_s)
+    print(f"{base['algo']} update: {flops / 1e9:.1f} GFLOP (layer shapes); fp32 matmul rate "
+          f"{rate:.0f} GFLOP/s -> floor {floor_s:.3f} s; achieved "
+          f"{100 * floor_s / base['update_s']:.0f}% of it. With the update at that floor the "
+          f"loop would run {bound:,.0f} env steps/s.")  # fmt: skip
+    print(f"Peak RSS of this process: {peak_mb:,.0f} MB")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        keep = ("algo", "env_steps_per_s", "update_s", "rollout_s_8x200")
+        args.json.write_text(json.dumps({
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "results": [{k: r[k] for k in keep} for r in results],
+            "baseline_update_gflop": flops / 1e9, "matmul_gflop_s": rate,
+            "baseline_update_floor_s": floor_s, "peak_rss_mb": peak_mb,
+        }, indent=2))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ class Config:
     nopt_min_loss: float = 0.1
     # DDN (ddn* algorithms; docs/ddn.md maps each switch to the paper's tables).
     personalized_state: bool = True  # GGN input: PFB personalized state, else raw [S, o_i, ...]
-    fusion_dim: int = 64  # d: width of the PFB / IOB outputs
-    fusion_hypernet_dim: int = 8  # h: hidden width of the fusion blocks' hypernetworks
+    fusion_dim: int = 32  # d: width of the PFB / IOB outputs
+    fusion_hypernet_dim: int = 4  # h: rank of the hypernetwork producing W_i (h+1 bases)
     act_with: Literal["teacher", "student"] = "teacher"
     student_lr: float = 5e-4  # LPN's Adam learning rate (paper B.3)
     distill_block: bool = True  # L_B

@@ -60,7 +60,8 @@ def kl_divergence(
         student_logits = student_logits.masked_fill(~valid, _MASKED)
     log_p = F.log_softmax(teacher_logits, dim=-1)
     log_q = F.log_softmax(student_logits, dim=-1)
-    terms = log_p.exp() * (log_p - log_q)
+    # kl_div(input=log q, target=log p) = p (log p - log q), in one fused kernel.
+    terms = F.kl_div(log_q, log_p, reduction="none", log_target=True)
     if valid is not None:
         terms = torch.where(valid, terms, 0.0)
     return terms.sum(dim=-1)

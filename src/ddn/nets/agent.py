@@ -77,16 +77,23 @@ class RNNAgent(nn.Module):
     def forward(
         self, inputs: torch.Tensor, h0: torch.Tensor | None = None
     ) -> tuple[AgentOutput, torch.Tensor]:
-        """inputs [E, T, N, D] (h0 [E, N, H] or None) -> (outputs [E, T, N, ...], h_T [E, N, H])."""
+        """inputs [E, T, N, D] (h0 [E, N, H] or None) -> (outputs [E, T, N, ...], h_T [E, N, H]).
+
+        The GRU wants each (episode, agent) sequence contiguous: the inputs are read in
+        [E, N, T] order (fc1 copies them once, at width D) and the outputs are returned
+        as [E, T, N] views, so no H-wide tensor is ever transposed in memory.
+        """
         e, t, n, _ = inputs.shape
-        feature = F.relu(self.fc1(inputs))
-        seq = feature.transpose(1, 2).reshape(e * n, t, self.hidden_dim)
+        feature = F.relu(self.fc1(inputs.transpose(1, 2)))  # [E, N, T, H], contiguous
         h = None if h0 is None else h0.reshape(1, e * n, self.hidden_dim)
-        out, h_last = self.rnn(seq, h)
-        hidden = out.reshape(e, n, t, self.hidden_dim).transpose(1, 2)
+        out, h_last = self.rnn(feature.reshape(e * n, t, self.hidden_dim), h)
+        hidden = out.view(e, n, t, self.hidden_dim)
         q = self.fc2(hidden)
-        return AgentOutput(q=q, hidden=hidden, feature=feature), h_last.reshape(
-            e, n, self.hidden_dim
+        return (
+            AgentOutput(
+                q=q.transpose(1, 2), hidden=hidden.transpose(1, 2), feature=feature.transpose(1, 2)
+            ),
+            h_last.reshape(e, n, self.hidden_dim),
         )
 
 

@@ -50,7 +50,7 @@ class GuidingNetwork(_FusedAgent):
     """The GGN (teacher). Reads the global state; used in training only."""
 
     def __init__(self, obs_dim: int, state_dim: int, n_agents: int, n_actions: int,
-                 hidden_dim: int = 64, fusion_dim: int = 64, hypernet_dim: int = 8,
+                 hidden_dim: int = 64, fusion_dim: int = 32, hypernet_dim: int = 4,
                  personalized_state: bool = True, last_action: bool = True,
                  agent_id: bool = True) -> None:  # fmt: skip
         super().__init__(obs_dim, n_agents, n_actions, hidden_dim, last_action, agent_id)
@@ -86,7 +86,7 @@ class LocalPolicyNetwork(_FusedAgent):
     """The LPN (student): local observations only, trained purely by distillation."""
 
     def __init__(self, obs_dim: int, n_agents: int, n_actions: int, hidden_dim: int = 64,
-                 fusion_dim: int = 64, hypernet_dim: int = 8, last_action: bool = True,
+                 fusion_dim: int = 32, hypernet_dim: int = 4, last_action: bool = True,
                  agent_id: bool = True) -> None:  # fmt: skip
         super().__init__(obs_dim, n_agents, n_actions, hidden_dim, last_action, agent_id)
         self.iob = FusionBlock(self.local_dim, obs_dim, fusion_dim, hypernet_dim)

@@ -13,7 +13,7 @@ map to W_i, so W_i = sum_m z'_im A_m with z'_i = [z_i, 1] and h+1 basis matrices
 materialised; the contraction order below costs O(V d (h+1)) per step:
 
 * PFB: P = S @ A (once per step, shared by the N agents), then S_hat_i = P z'_i;
-* IOB: (o_i outer z'_i) @ A, one matmul over all agents and steps.
+* IOB: Y_i = o_i @ A for all h+1 bases in one matmul, then o_hat_i = sum_m z'_im Y_im.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class FusionBlock(nn.Module):
         hyper_in: int,
         value_dim: int,
         out_dim: int,
-        hypernet_dim: int = 8,
+        hypernet_dim: int = 4,
         bias_hidden: int = 64,
     ):
         super().__init__()
@@ -65,7 +65,7 @@ class FusionBlock(nn.Module):
         if value.dim() == x.dim() - 1:  # one value for all agents: contract it first
             p = (value @ self.basis.view(v, h1 * d)).view(*value.shape[:-1], h1, d)
             out = z1 @ p  # [..., N, h+1] @ [..., h+1, d]
-        else:
-            outer = (value.unsqueeze(-1) * z1.unsqueeze(-2)).flatten(-2)  # [..., N, V*(h+1)]
-            out = outer @ self.basis.view(v * h1, d)
+        else:  # per-agent values: project each onto all h+1 bases, then mix by z'_i
+            y = (value @ self.basis.view(v, h1 * d)).view(*value.shape[:-1], h1, d)
+            out = (y * z1.unsqueeze(-1)).sum(dim=-2)
         return out + self.bias(x)
