@@ -20,6 +20,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -73,9 +74,8 @@ def update_flops(cfg, spec, episodes: int, steps: int) -> float:
     return agent + mixer
 
 
-def measure(algo: str, iterations: int, tmp: Path, batch=None) -> dict:
-    """End-to-end steps/s of ``algo`` and the time of one update on ``batch`` (default:
-    a batch from its own buffer)."""
+def measure(algo: str, iterations: int, tmp: Path) -> dict:
+    """End-to-end env steps/s of ``algo``'s training loop, and its experiment."""
     cfg = resolve("predator_prey", algo, overrides=[*PYMARL2, "t_max=100000000"])
     exp = Experiment(cfg, tmp / algo, progress=False)
     # Fill the buffer up to one batch (no updates happen before), then time the
@@ -87,29 +87,35 @@ def measure(algo: str, iterations: int, tmp: Path, batch=None) -> dict:
     for _ in range(iterations):
         exp.iteration()
     steps_per_s = (exp.t_env - t_env0) / (time.perf_counter() - t0)
-    if batch is None:
-        batch = exp.buffer.sample(cfg.batch_size)
-    exp.learner.train(batch, exp.episode)
-    t1 = time.perf_counter()
-    repeats = 3
-    for _ in range(repeats):
-        exp.learner.train(batch, exp.episode)
-    update_s = (time.perf_counter() - t1) / repeats
     t2 = time.perf_counter()
     for _ in range(3):
         exp.collector.run(exp.learner.acting_network, 0.5)
     rollout_s = (time.perf_counter() - t2) / 3
-    return {
-        "algo": algo, "cfg": cfg, "spec": exp.spec, "batch": batch,
-        "env_steps_per_s": steps_per_s, "update_s": update_s, "rollout_s_8x200": rollout_s,
-    }  # fmt: skip
+    return {"algo": algo, "exp": exp, "env_steps_per_s": steps_per_s, "rollout_s_8x200": rollout_s}
+
+
+def time_updates(results: list[dict], rounds: int) -> None:
+    """Median time of one update of each algorithm on the same batch, the algorithms
+    interleaved round by round so that machine noise hits them alike."""
+    batch = results[0]["exp"].buffer.sample(results[0]["exp"].cfg.batch_size)
+    times: dict[str, list[float]] = {r["algo"]: [] for r in results}
+    for _ in range(rounds):
+        for r in results:
+            exp = r["exp"]
+            t0 = time.perf_counter()
+            exp.learner.train(batch, exp.episode)
+            times[r["algo"]].append(time.perf_counter() - t0)
+    for r in results:
+        r["update_s"] = statistics.median(times[r["algo"]])
+        r["batch"] = batch
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--algos", nargs="+", default=["qmix", "ddn_qmix"],
                    help="the first is the baseline of the update-time ratios")  # fmt: skip
-    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=10, help="timed loop iterations")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved update timings")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -119,12 +125,11 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for algo in args.algos:
-            # Every algorithm's update is timed on the baseline's batch: same data.
-            batch = results[0]["batch"] if results else None
-            results.append(measure(algo, args.iterations, Path(tmp), batch))
+            results.append(measure(algo, args.iterations, Path(tmp)))
+        time_updates(results, args.rounds)
     base = results[0]
     batch = base["batch"]
-    flops = update_flops(base["cfg"], base["spec"], batch.num_episodes, batch.max_t)
+    flops = update_flops(base["exp"].cfg, base["exp"].spec, batch.num_episodes, batch.max_t)
     rate = matmul_rate()
     floor_s = flops / (rate * 1e9)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -137,7 +142,8 @@ def main() -> None:
         ratio = r["update_s"] / base["update_s"]
         print(f"{r['algo']:<12}{r['env_steps_per_s']:>14,.0f}{r['update_s']:>12.3f}"
               f"{ratio:>12.2f}{r['rollout_s_8x200']:>20.3f}")  # fmt: skip
-    print(f"One update = {batch.num_episodes} episodes x {batch.max_t} steps.")
+    print(f"One update = {batch.num_episodes} episodes x {batch.max_t} steps, the same batch "
+          f"for every algorithm; median of {args.rounds} interleaved rounds.")  # fmt: skip
     bound = 1600 / (base["rollout_s_8x200"] + floor_s)
     print(f"{base['algo']} update: {flops / 1e9:.1f} GFLOP (layer shapes); fp32 matmul rate "
           f"{rate:.0f} GFLOP/s -> floor {floor_s:.3f} s; achieved "

@@ -25,7 +25,7 @@ from ddn import config as config_mod
 from ddn.buffer import EpisodeBuffer
 from ddn.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 from ddn.config import Config, ConfigError, is_ddn
-from ddn.envs import VecEnv, make
+from ddn.envs import VecEnv, get_entry, make
 from ddn.evaluate import evaluate
 from ddn.learners import DDNLearner, VDLearner
 from ddn.logging import RunLogger, read_metrics
@@ -54,12 +54,16 @@ def default_run_dir(cfg: Config, root: str | Path = "runs") -> Path:
 
 
 def make_env(cfg: Config, num_envs: int, seed: int, device: torch.device) -> VecEnv:
+    """The run's environment; ``--map`` reaches environments with a ``map_name`` parameter."""
+    params = dict(cfg.env)
     if cfg.map_name is not None:
-        raise ConfigError(
-            f"environment {cfg.env_name!r} has no maps; drop --map (maps belong to smax/smac)"
-        )
+        if "map_name" not in get_entry(cfg.env_name).params():
+            raise ConfigError(
+                f"environment {cfg.env_name!r} has no maps; drop --map (see `ddn list`)"
+            )
+        params["map_name"] = cfg.map_name
     try:
-        return make(cfg.env_name, num_envs=num_envs, seed=seed, device=device, **cfg.env)
+        return make(cfg.env_name, num_envs=num_envs, seed=seed, device=device, **params)
     except ValueError as exc:  # bad parameter values: the env's message names the fix
         raise ConfigError(str(exc)) from None
 
