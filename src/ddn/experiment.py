@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ddn import config as config_mod
 from ddn.buffer import EpisodeBuffer
-from ddn.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
+from ddn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ddn.config import Config, ConfigError, is_ddn
 from ddn.envs import VecEnv, get_entry, make
 from ddn.evaluate import evaluate
@@ -346,8 +346,3 @@ def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
-
-
-def latest_checkpoint(run_dir: Path) -> int | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None

@@ -135,10 +135,6 @@ class DDNLearner:
     def evaluation_policies(self) -> dict[str, nn.Module]:
         return {"test": self.teacher, "test_student": self.student}
 
-    @property
-    def updates(self) -> int:
-        return self.td.updates
-
     def train(self, batch: EpisodeBatch, episode: int) -> dict[str, float]:
         batch = batch.to(self.device)
         reward, metrics = batch.reward, {}
