@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from ddn.analysis.plot import metric_series
 from ddn.config import resolve
 from ddn.experiment import Experiment
+from ddn.nets.mixers import MixContext
+from ddn.rollout import Collector
 
 
 @pytest.fixture(autouse=True)
@@ -26,12 +29,35 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def _greedy_matrix_return(algo: str, updates: int, tmp_path) -> tuple[float, float]:
+def _train_matrix(algo: str, updates: int, tmp_path) -> tuple[Experiment, dict]:
     cfg = resolve(
         "matrix", algo, overrides=["device=cpu", "save_model=false"], seed=0, t_max=64 * updates
     )
-    summary = Experiment(cfg, tmp_path / algo, progress=False).run()
-    return summary["test/return_mean"], summary["test/win_rate"]
+    exp = Experiment(cfg, tmp_path / algo, progress=False)
+    return exp, exp.run()
+
+
+@torch.no_grad()
+def _joint_values(exp: Experiment) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(every joint action [9, 2], the learned joint value of each [9], the agents' greedy
+    joint action [2]) in the matrix game's single state."""
+    batch, _ = Collector(exp.env, torch.device("cpu")).run(exp.learner.acting_network, 0.0)
+    out = exp.learner.agent.sequence(batch)
+    q, hidden, state = out.q[0, 0], out.hidden[0, 0], batch.state[0, 0]  # [N, A], [N, H], [S]
+    n, a = q.shape
+    joint = torch.cartesian_prod(*[torch.arange(a)] * n)  # [A^N, N]
+    chosen = q.gather(1, joint.T).T  # [A^N, N]: Q_i of each joint action
+    ctx = MixContext(
+        state=state.expand(len(joint), -1),
+        actions_onehot=F.one_hot(joint, a).float(),
+        max_qs=q.max(dim=-1).values.expand(len(joint), -1),
+        agent_hidden=hidden.expand(len(joint), -1, -1),
+    )
+    objective = exp.learner.objective
+    values = (
+        objective.joint(ctx)[0] if hasattr(objective, "joint") else objective.mixer(chosen, ctx)
+    )
+    return joint, values, q.argmax(dim=-1)
 
 
 # (algorithm, updates): each fully expressive method gets about twice what it needed
@@ -40,16 +66,20 @@ def _greedy_matrix_return(algo: str, updates: int, tmp_path) -> tuple[float, flo
     ("algo", "updates"), [("cw_qmix", 500), ("ow_qmix", 500), ("qtran", 1000), ("qplex", 2000)]
 )
 def test_expressive_methods_find_the_matrix_optimum(algo, updates, tmp_path):
-    ret, win = _greedy_matrix_return(algo, updates, tmp_path)
-    assert ret == pytest.approx(8.0)
-    assert win == 1.0
+    exp, summary = _train_matrix(algo, updates, tmp_path)
+    assert summary["test/return_mean"] == pytest.approx(8.0)
+    assert summary["test/win_rate"] == 1.0
+    # IGM: the joint action that maximises the learned joint value (QTRAN's Q_jt, the
+    # weighted QMIX's Q_tot, QPLEX's Q_tot) is the agents' own greedy joint action.
+    joint, values, greedy = _joint_values(exp)
+    assert joint[values.argmax()].tolist() == greedy.tolist() == [0, 0]
 
 
 @pytest.mark.parametrize("algo", ["vdn", "qmix"])
 def test_monotonic_methods_miss_the_matrix_optimum(algo, tmp_path):
-    ret, win = _greedy_matrix_return(algo, 1000, tmp_path)
-    assert ret < 8.0
-    assert win == 0.0
+    _, summary = _train_matrix(algo, 1000, tmp_path)
+    assert summary["test/return_mean"] < 8.0
+    assert summary["test/win_rate"] == 0.0
 
 
 def test_qmix_improves_on_small_predator_prey(tmp_path):
