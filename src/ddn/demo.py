@@ -68,5 +68,5 @@ def run_demo(out: Path, t_max: int | None = None) -> dict:
     (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     print("\nDemo summary")
     for key, value in result.items():
-        print(f"  {key:<22} {value}")
+        print(f"  {key:<32} {value}")
     return result
