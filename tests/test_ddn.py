@@ -523,7 +523,20 @@ def test_intrinsic_reward_falls_for_a_repeated_state_and_stays_high_for_a_novel_
     assert e_seen < 0.01 * e_seen0
     assert e_novel > 0.5 * e_novel0
     assert e_novel > 100 * e_seen and e_other > 10 * e_seen
-    assert rewards[-1] < 0.1 * rewards[0]  # r_I itself falls too (normalised by the std)
+    assert rewards[-1] < 0.1 * rewards[0]  # r_I itself falls too (normalised by the rms)
+
+
+def test_intrinsic_reward_stays_bounded_when_every_state_is_the_same():
+    """A constant state (a matrix game) gives a batch of identical errors: the
+    normalisation must not divide by their zero spread."""
+    cfg = tiny_cfg("ddn", "idm_mask_prob=1.0", "idm_coef=0.1")
+    env = make(cfg.env_name, num_envs=1, seed=0, **cfg.env)
+    torch.manual_seed(0)
+    learner = build_learner(cfg, env.spec, CPU)
+    batch = state_batch(env.spec, env.reset().state[0].expand(4, 6, -1).clone())
+    for _ in range(20):
+        r_i, _ = learner.intrinsic_reward(batch)
+        assert float(r_i.max()) <= 0.1 * 10  # e / rms(e) stays O(1)
 
 
 def test_mask_probability_zero_and_one():
@@ -573,13 +586,13 @@ def test_idm_next_state_switch_picks_the_state_fed(next_state):
     assert not torch.allclose(r_i, 0.5 * wrong, atol=1e-3)
 
 
-def test_idm_normalises_by_the_running_std():
+def test_idm_normalises_by_the_running_rms():
     learner, batch = setup("ddn", "idm_mask_prob=1.0", "idm_coef=0.3")
     with torch.no_grad():
         error = learner.idm.error(batch.state[:, 1:])
     r_i, _ = learner.intrinsic_reward(batch)
-    std = error[batch.filled].double().std(unbiased=False)  # first update: batch stats
-    assert torch.allclose(r_i.double(), 0.3 * error.double() / std, rtol=1e-4)
+    rms = error[batch.filled].double().pow(2).mean().sqrt()  # first update: batch stats
+    assert torch.allclose(r_i.double(), 0.3 * error.double() / rms, rtol=1e-4)
     assert float(learner.idm.error_stats.count) == int(batch.filled.sum())
 
 

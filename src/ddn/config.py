@@ -108,9 +108,9 @@ class Config:
     distill_temperature: float = 1.0
     idm: bool = True  # Internal Distillation Module (RND on the global state)
     idm_mask_prob: float = 0.75  # mu: Bernoulli probability that a transition gets r_I
-    idm_coef: float = 0.1  # r_I = idm_coef * m * e / running_std(e)
+    idm_coef: float = 0.1  # r_I = idm_coef * m * e / running_rms(e)
     idm_next_state: bool = True  # novelty of S^{t+1} (as RND); false: of S^t
-    idm_normalize: bool = True  # divide e by its running standard deviation
+    idm_normalize: bool = True  # divide e by its running root mean square
     idm_embed_dim: int = 64
     idm_lr: float = 5e-4
     # Logging, evaluation, checkpoints (intervals in environment steps).

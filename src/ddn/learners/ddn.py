@@ -151,7 +151,7 @@ class DDNLearner:
     def intrinsic_reward(self, batch: EpisodeBatch) -> tuple[torch.Tensor, dict]:
         """r_I [E, T] from the current predictor; then one predictor step on L_I.
 
-        r_I = idm_coef * m * e / std(e), m ~ Bernoulli(idm_mask_prob) per transition
+        r_I = idm_coef * m * e / rms(e), m ~ Bernoulli(idm_mask_prob) per transition
         (the paper's eq. 9, mu read as a mask probability). L_I = mean of e over the
         masked real transitions (eq. 8).
         """
@@ -165,7 +165,7 @@ class DDNLearner:
             novelty = error.detach()
             if cfg.idm_normalize:
                 idm.error_stats.update(novelty[filled])
-                novelty = novelty / idm.error_stats.std.to(novelty.dtype)
+                novelty = novelty / idm.error_stats.rms.to(novelty.dtype)
             r_i = cfg.idm_coef * novelty * mask
         mask_f = mask.float()
         l_i = (error * mask_f).sum() / mask_f.sum().clamp(min=1.0)

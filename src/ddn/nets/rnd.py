@@ -3,8 +3,8 @@
 A frozen, randomly initialised target MLP T and a trained predictor MLP P (same shape)
 read the global state; the prediction error e(S) = ||P(S) - T(S)||^2 is high on states
 the predictor has rarely been trained on (paper Sec. 4.3, after Burda et al., 2018).
-A running variance of e lets the intrinsic reward be scaled the same way across
-environments.
+The running root mean square of e lets the intrinsic reward be scaled the same way
+across environments.
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ class RunningVariance(nn.Module):
         self.count.copy_(total)
 
     @property
-    def std(self) -> torch.Tensor:
-        return self.var.sqrt().clamp(min=1e-8)
+    def rms(self) -> torch.Tensor:
+        """Root mean square, sqrt(var + mean^2). Unlike the std it stays the size of the
+        values when they barely vary (e.g. every state the same, as in a matrix game),
+        so dividing by it can never blow a constant error up to a huge reward."""
+        return (self.var + self.mean**2).sqrt().clamp(min=1e-8)
 
 
 class RND(nn.Module):
