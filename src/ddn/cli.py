@@ -1,4 +1,5 @@
-"""``ddn``: one entry point with subcommands (train, evaluate, export, list, render, demo).
+"""``ddn``: one entry point with subcommands (train, evaluate, export, list, render, demo,
+sweep, plot, report).
 
 User mistakes (unknown env/algorithm, bad config, bad checkpoint) print one line
 ``ddn: error: ...`` and exit with status 2; no traceback.
@@ -75,6 +76,41 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train on a small Predator-Prey, then plot and summarise")
     d.add_argument("--out", type=Path, default=Path("demo"))
     d.add_argument("--t-max", type=int, dest="t_max", default=None)
+
+    pl = sub.add_parser(
+        "plot", help="learning curves of many runs: mean and band across seeds, panel per map"
+    )
+    pl.add_argument("runs", nargs="+", type=Path, help="run folders, or folders holding them")
+    pl.add_argument(
+        "--metric", help="metrics.jsonl key (default: test/win_rate if logged, else return)"
+    )
+    pl.add_argument("--band", choices=["std", "ci"], default="std", help="std or 95%% CI")
+    pl.add_argument(
+        "--out", type=Path, default=Path("curves.png"), help="writes FILE.png and FILE.svg"
+    )
+    pl.add_argument("--title")
+
+    rp = sub.add_parser("report", help="the paper's tables (Markdown and CSV) from runs")
+    rp.add_argument("runs", nargs="+", type=Path, help="run folders, or folders holding them")
+    rp.add_argument(
+        "--out", type=Path, default=Path("report.md"), help="writes FILE.md and FILE.csv"
+    )
+    rp.add_argument(
+        "--metric", choices=["win_rate", "return_mean"], help="default: win rate where logged"
+    )
+
+    sw = sub.add_parser(
+        "sweep", help="run a grid of algorithms x envs/maps x seeds x variants (local or Ray)"
+    )
+    sw.add_argument("file", nargs="?", help="sweep YAML, or a packaged name such as paper/table2")
+    sw.add_argument("--out", type=Path, help="results folder (default sweeps/<name>)")
+    sw.add_argument("--workers", type=int, help="runs at once (default: CPUs / threads per run)")
+    sw.add_argument(
+        "--ray", nargs="?", const="local", metavar="ADDRESS",
+        help="run on Ray: a cluster ADDRESS, or none to start a local Ray instance",
+    )  # fmt: skip
+    sw.add_argument("--list", action="store_true", help="list the packaged sweep files")
+    sw.add_argument("--dry-run", action="store_true", help="print the runs and their state")
     return p
 
 
@@ -214,6 +250,36 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from ddn.analysis.curves import find_runs, plot_curves
+
+    runs = find_runs(args.runs)
+    written, metric, panels = plot_curves(runs, args.out, args.metric, args.band, args.title)
+    lines = sum(len(c) for c in panels.values())
+    print(
+        f"{len(runs)} runs, {len(panels)} panel(s), {lines} line(s) of {metric}: "
+        + ", ".join(str(p) for p in written)
+    )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ddn.analysis.curves import find_runs
+    from ddn.analysis.report import build_report, write_report
+
+    report = build_report(find_runs(args.runs), args.metric)
+    written = write_report(report, args.out)
+    print(report.markdown())
+    print("Wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ddn.sweep import main as sweep_main
+
+    return sweep_main(args)
+
+
 _COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
@@ -221,6 +287,9 @@ _COMMANDS = {
     "list": _list,
     "render": _render,
     "demo": _demo,
+    "plot": _plot,
+    "report": _report,
+    "sweep": _sweep,
 }
 
 if __name__ == "__main__":

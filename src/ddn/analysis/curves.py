@@ -1,0 +1,420 @@
+"""Learning curves across many runs: seeds aggregated, one panel per map, one line per algorithm.
+
+``ddn plot RUNS...`` reads run folders (or folders holding run folders, e.g. a sweep's
+output), groups them by (environment, map) into panels and by algorithm (plus any config
+variant that differs between runs of the same algorithm) into lines, aligns every seed on
+a common ``t_env`` grid, and draws the mean with a band (std or 95% CI across seeds), in
+the style of the DDN paper's Figures 4 and 5. DDN runs draw two lines: the GGN (teacher,
+``test/...``) solid and the LPN (student, ``test_student/...``) dashed.
+
+Alignment: seeds rarely test at identical ``t_env`` (episodes end early in some
+environments), so each seed is linearly interpolated onto the union of all seeds' test
+``t_env`` values. A seed never contributes beyond its own last event (no extrapolation),
+so an unfinished seed shortens nothing: later grid points simply have a smaller ``n``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+from ddn.config import ConfigError, base_algo, is_ddn
+from ddn.logging import read_metrics
+
+Band = Literal["std", "ci"]
+
+# Keys that vary between seeds of one setting and never define a separate line.
+_IGNORED_KEYS = frozenset({"seed", "device", "t_max"})
+
+ALGO_LABELS = {
+    "vdn": "VDN",
+    "qmix": "QMIX",
+    "qatten": "Qatten",
+    "qplex": "QPLEX",
+    "cw_qmix": "CW-QMIX",
+    "ow_qmix": "OW-QMIX",
+    "qtran": "QTRAN",
+}
+
+
+def algo_label(algo: str) -> str:
+    """Display name as in the paper: ``ddn`` -> DDN, ``ddn_vdn`` -> VDN_DDN."""
+    if algo == "ddn":
+        return "DDN"
+    if is_ddn(algo):
+        return f"{ALGO_LABELS.get(base_algo(algo), base_algo(algo))}_DDN"
+    return ALGO_LABELS.get(algo, algo)
+
+
+# ---------------------------------------------------------------------- loading
+@dataclass
+class RunRecord:
+    """One run folder: its resolved config, its events and its summary (if written)."""
+
+    path: Path
+    config: dict[str, Any]
+    events: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+
+    @property
+    def env(self) -> str:
+        return str(self.config.get("env_name"))
+
+    @property
+    def map_name(self) -> str | None:
+        return self.config.get("map_name")
+
+    @property
+    def algo(self) -> str:
+        return str(self.config.get("algo"))
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    @property
+    def panel(self) -> tuple[str, str | None]:
+        return (self.env, self.map_name)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.summary and self.summary.get("finished"))
+
+    def series(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(t_env, value) of every event carrying a finite ``metric``, sorted by t_env."""
+        xs, ys = [], []
+        for event in self.events:
+            value = event.get(metric)
+            if isinstance(value, int | float) and math.isfinite(value):
+                xs.append(float(event["t_env"]))
+                ys.append(float(value))
+        order = np.argsort(xs, kind="stable")
+        return np.asarray(xs)[order], np.asarray(ys)[order]
+
+    def final_metrics(self) -> dict[str, float]:
+        """The run's last test metrics: summary.json's, else the last test event's.
+
+        A run killed before writing its summary still counts with its last test.
+        """
+        source: dict[str, Any] = {}
+        if self.summary and any(k.startswith("test") for k in self.summary):
+            source = self.summary
+        else:
+            tests = [e for e in self.events if "test/return_mean" in e]
+            if tests:
+                source = max(tests, key=lambda e: e["t_env"])
+        out = {}
+        for key, value in source.items():
+            finite = isinstance(value, int | float) and math.isfinite(value)
+            if key.startswith("test") and finite:
+                out[key] = float(value)
+        return out
+
+
+def load_run(path: str | Path) -> RunRecord:
+    path = Path(path)
+    cfg_path = path / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{path} is not a ddn run folder (no config.yaml)")
+    config = yaml.safe_load(cfg_path.read_text()) or {}
+    metrics = path / "metrics.jsonl"
+    events = read_metrics(metrics) if metrics.is_file() else []
+    summary = None
+    summary_path = path / "summary.json"
+    if summary_path.is_file():
+        try:
+            summary = json.loads(summary_path.read_text())
+        except json.JSONDecodeError:
+            summary = None
+    return RunRecord(path, config, events, summary)
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
+    """Run folders named directly, or found (recursively) under the folders named.
+
+    A sweep's output folder or a whole ``runs/`` folder can be passed as is.
+    """
+    found: dict[Path, RunRecord] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist")
+        if (path / "config.yaml").is_file():
+            candidates = [path]
+        else:
+            candidates = sorted(p.parent for p in path.rglob("config.yaml"))
+        for run_dir in candidates:
+            if (run_dir / "metrics.jsonl").is_file() and run_dir.resolve() not in found:
+                found[run_dir.resolve()] = load_run(run_dir)
+    if not found:
+        raise ConfigError(
+            "no run folders found (a run folder holds config.yaml and metrics.jsonl) in "
+            + ", ".join(str(p) for p in paths)
+        )
+    return sorted(found.values(), key=lambda r: (r.env, r.map_name or "", r.algo, r.seed))
+
+
+def _flat_config(cfg: dict[str, Any]) -> dict[str, str]:
+    flat = {}
+    for key, value in cfg.items():
+        if key == "env" and isinstance(value, dict):
+            for k, v in value.items():
+                flat[f"env.{k}"] = json.dumps(v, sort_keys=True)
+        else:
+            flat[key] = json.dumps(value, sort_keys=True)
+    return flat
+
+
+def variant_labels(runs: Sequence[RunRecord]) -> dict[Path, str]:
+    """Per run: ``key=value, ...`` of the config keys that differ between runs of the same
+    (env, map, algo), or "" when the runs differ only in seed. This keeps ablation
+    variants apart without needing to know how the runs were launched."""
+    groups: dict[tuple, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault((run.panel, run.algo), []).append(run)
+    labels: dict[Path, str] = {}
+    for members in groups.values():
+        flats = [_flat_config(r.config) for r in members]
+        keys = sorted(set().union(*flats) - _IGNORED_KEYS)
+        varying = [k for k in keys if len({f.get(k) for f in flats}) > 1]
+        for run, flat in zip(members, flats, strict=True):
+            parts = [f"{k}={json.loads(flat[k]) if k in flat else '-'}" for k in varying]
+            labels[run.path] = ", ".join(parts)
+    return labels
+
+
+# ---------------------------------------------------------------------- statistics
+# Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30.
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """t_{0.975, df}: table up to 30, then the Cornish-Fisher expansion (error < 1e-3)."""
+    if df < 1:
+        return float("nan")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (ddof=1; NaN for one value) and n."""
+    arr = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    n = int(arr.size)
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    std = float(arr.std(ddof=1)) if n > 1 else float("nan")
+    return float(arr.mean()), std, n
+
+
+@dataclass
+class Curve:
+    """One line: the seeds' mean on a common grid with a band."""
+
+    label: str
+    algo: str
+    role: Literal["main", "teacher", "student"]
+    metric: str
+    x: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray  # sample std across seeds (NaN where n = 1)
+    lower: np.ndarray
+    upper: np.ndarray
+    n: np.ndarray  # seeds covering each grid point
+    runs: list[Path] = field(default_factory=list)
+
+
+def aggregate(
+    series: Sequence[tuple[np.ndarray, np.ndarray]], band: Band = "std"
+) -> tuple[np.ndarray, ...]:
+    """Align seeds on the union of their x values and reduce them.
+
+    Returns x, mean, std, lower, upper, n. Each seed is interpolated linearly within its
+    own x range and ignored outside it. ``band``: ``std`` = mean +- sample std,
+    ``ci`` = mean +- t_{0.975, n-1} * std / sqrt(n) (95% confidence interval of the mean).
+    """
+    series = [(x, y) for x, y in series if len(x)]
+    if not series:
+        empty = np.zeros(0)
+        return empty, empty, empty, empty, empty, np.zeros(0, dtype=int)
+    grid = np.unique(np.concatenate([x for x, _ in series]))
+    values = np.full((len(series), grid.size), np.nan)
+    for i, (x, y) in enumerate(series):
+        inside = (grid >= x[0]) & (grid <= x[-1])
+        values[i, inside] = np.interp(grid[inside], x, y)
+    n = np.sum(~np.isnan(values), axis=0)
+    mean = np.nanmean(values, axis=0)
+    std = np.full(grid.size, np.nan)
+    many = n > 1
+    if many.any():
+        std[many] = np.nanstd(values[:, many], axis=0, ddof=1)
+    if band == "ci":
+        half = (
+            np.array([t_quantile_975(int(k) - 1) for k in n], dtype=np.float64)
+            * std
+            / np.sqrt(np.maximum(n, 1))
+        )
+    elif band == "std":
+        half = std
+    else:
+        raise ConfigError(f"band must be 'std' or 'ci', got {band!r}")
+    return grid, mean, std, mean - half, mean + half, n
+
+
+def default_metric(runs: Sequence[RunRecord]) -> str:
+    """test/win_rate where every run logs it, else test/return_mean."""
+    if runs and all(len(r.series("test/win_rate")[0]) for r in runs):
+        return "test/win_rate"
+    return "test/return_mean"
+
+
+def student_metric(metric: str) -> str | None:
+    """The LPN's counterpart of a ``test/...`` metric (``test_student/...``)."""
+    if metric.startswith("test/") and metric != "test/transfer_rate":
+        return "test_student/" + metric.removeprefix("test/")
+    return None
+
+
+def build_curves(
+    runs: Sequence[RunRecord], metric: str | None = None, band: Band = "std"
+) -> tuple[str, dict[tuple[str, str | None], list[Curve]]]:
+    """Group ``runs`` into panels and lines; returns (metric used, {panel: curves})."""
+    metric = metric or default_metric(runs)
+    labels = variant_labels(runs)
+    lines: dict[tuple, list[RunRecord]] = {}
+    for run in runs:
+        lines.setdefault((run.panel, run.algo, labels[run.path]), []).append(run)
+    panels: dict[tuple[str, str | None], list[Curve]] = {}
+    for (panel, algo, variant), members in sorted(
+        lines.items(), key=lambda kv: (kv[0][0][0], kv[0][0][1] or "", kv[0][1], kv[0][2])
+    ):
+        name = algo_label(algo) + (f" [{variant}]" if variant else "")
+        roles: list[tuple[str, str, str]] = []
+        if is_ddn(algo):
+            roles.append(("teacher", metric, f"{name} GGN"))
+            student = student_metric(metric)
+            if student is not None:
+                roles.append(("student", student, f"{name} LPN"))
+        else:
+            roles.append(("main", metric, name))
+        for role, key, label in roles:
+            x, mean, std, lo, hi, n = aggregate([r.series(key) for r in members], band)
+            if x.size == 0:
+                continue
+            panels.setdefault(panel, []).append(
+                Curve(label, algo, role, key, x, mean, std, lo, hi, n, [r.path for r in members])
+            )
+    if not panels:
+        raise ConfigError(
+            f"no run logs {metric!r}; pass --metric with a key from metrics.jsonl "
+            "(e.g. test/return_mean, test/win_rate, train/return_mean)"
+        )
+    return metric, panels
+
+
+# ---------------------------------------------------------------------- drawing
+def _panel_title(panel: tuple[str, str | None]) -> str:
+    env, map_name = panel
+    return map_name if map_name else env
+
+
+def _steps(x: float, _pos: Any = None) -> str:
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:g}M"
+    if abs(x) >= 1e3:
+        return f"{x / 1e3:g}k"
+    return f"{x:g}"
+
+
+def output_paths(out: str | Path) -> list[Path]:
+    """``curves.png`` -> [curves.png, curves.svg]; any suffix (or none) gives both."""
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix.lower() in (".png", ".svg", ".pdf") else out
+    return [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+
+
+def plot_curves(
+    runs: Sequence[RunRecord],
+    out: str | Path,
+    metric: str | None = None,
+    band: Band = "std",
+    title: str | None = None,
+) -> tuple[list[Path], str, dict[tuple[str, str | None], list[Curve]]]:
+    """Draw one panel per (env, map) and write PNG and SVG.
+
+    Returns the files written, the metric plotted and the curves (for tests and reports).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    metric, panels = build_curves(runs, metric, band)
+    keys = list(panels)
+    ncols = min(3, len(keys))
+    nrows = math.ceil(len(keys) / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.6 * ncols, 3.5 * nrows + 0.6), dpi=150, squeeze=False
+    )
+    # One colour per line name across all panels; a DDN run's GGN and LPN share it.
+    labels_seen = sorted({c.label.rsplit(" ", 1)[0] if c.role != "main" else c.label
+                          for curves in panels.values() for c in curves})  # fmt: skip
+    cmap = plt.get_cmap("tab10" if len(labels_seen) <= 10 else "tab20")
+    colours = {lab: cmap(i % cmap.N) for i, lab in enumerate(labels_seen)}
+    handles: dict[str, Any] = {}
+    for ax, panel in zip(axes.flat, keys, strict=False):
+        for curve in panels[panel]:
+            base = curve.label.rsplit(" ", 1)[0] if curve.role != "main" else curve.label
+            colour = colours[base]
+            style = "--" if curve.role == "student" else "-"
+            (line,) = ax.plot(curve.x, curve.mean, style, color=colour, lw=1.6, label=curve.label)
+            many = curve.n > 1
+            if many.any():
+                ax.fill_between(
+                    curve.x, curve.lower, curve.upper, where=many, color=colour,
+                    alpha=0.12 if curve.role == "student" else 0.2, lw=0,
+                )  # fmt: skip
+            handles.setdefault(curve.label, line)
+        seeds = max(int(c.n.max()) for c in panels[panel])
+        ax.set_title(f"{_panel_title(panel)}  (seeds: {seeds})", fontsize=10)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(_metric_label(metric))
+        ax.xaxis.set_major_formatter(FuncFormatter(_steps))
+        ax.grid(alpha=0.3)
+        if metric.endswith("win_rate"):
+            ax.set_ylim(-0.02, 1.02)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    legend_cols = min(len(handles), 2 * ncols)  # two entries fit under each panel
+    band_text = "mean ± std" if band == "std" else "mean, 95% CI"
+    fig.suptitle(title or f"{_metric_label(metric)} ({band_text} across seeds)", fontsize=11)
+    fig.legend(
+        list(handles.values()), list(handles), loc="lower center",
+        ncol=legend_cols, frameon=False, fontsize=9,
+    )  # fmt: skip
+    legend_rows = math.ceil(len(handles) / legend_cols)
+    fig.tight_layout(rect=(0, 0.05 + 0.035 * legend_rows, 1, 1))
+    written = []
+    for path in output_paths(out):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+        written.append(path)
+    plt.close(fig)
+    return written, metric, panels
+
+
+def _metric_label(metric: str) -> str:
+    return {"test/win_rate": "test win rate", "test/return_mean": "test return"}.get(metric, metric)

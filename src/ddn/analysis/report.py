@@ -1,0 +1,358 @@
+"""The DDN paper's tables from run folders, as Markdown and CSV (``ddn report``).
+
+Each cell is ``mean ± std (n=K)`` over seeds (sample std, ddof=1) of each run's final
+test metric: ``summary.json``'s last test, or the last test event of a run that never
+wrote one. The metric is the test win rate where the runs of an (env, map) log one,
+else the test return (as the paper's Table 2 transfer rate does).
+
+Which runs feed which table is read from each run's ``config.yaml``:
+
+- Table 1, base vs +DDN: ``<base>`` runs against ``ddn_<base>`` (``ddn`` = ``ddn_qmix``)
+  runs with every DDN switch at its default;
+- Table 2, GGN / LPN and the transfer rate LPN / GGN: default DDN runs;
+- Table 3, personalized vs raw state: DDN runs differing only in ``personalized_state``;
+- Table 4, which of L_B, L_Q, L_F: DDN runs differing only in ``distill_*``;
+- Table 5, IDM off vs mask probability mu: DDN runs differing only in ``idm`` /
+  ``idm_mask_prob``.
+
+"Differing only" means the other ablation switches are at their defaults. A table is
+written only when the runs it compares exist; the others are listed as skipped, with why.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ddn.analysis.curves import RunRecord, algo_label, mean_std
+from ddn.config import BASE_ALGORITHMS, Config, base_algo, is_ddn
+
+_DEFAULTS = Config()
+SWITCHES = (
+    "personalized_state",
+    "distill_block",
+    "distill_q",
+    "distill_feature",
+    "idm",
+    "idm_mask_prob",
+)
+
+
+@dataclass
+class Cell:
+    """mean ± std over seeds; ``values`` keeps the per-seed numbers for the CSV."""
+
+    values: list[float]
+
+    @property
+    def stats(self) -> tuple[float, float, int]:
+        return mean_std(self.values)
+
+    def text(self, digits: int) -> str:
+        mean, std, n = self.stats
+        if n == 0:
+            return "—"
+        if math.isnan(std):
+            return f"{mean:.{digits}f} (n={n})"
+        return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
+
+
+@dataclass
+class Table:
+    key: str  # "table1"...
+    title: str
+    header: list[str]  # label columns then value columns
+    n_label_cols: int
+    rows: list[tuple[list[str], list[Cell | None]]] = field(default_factory=list)
+    digits: int = 3
+    note: str = ""
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title}", ""]
+        if self.note:
+            lines += [self.note, ""]
+        lines.append("| " + " | ".join(self.header) + " |")
+        lines.append("|" + "|".join("---" for _ in self.header) + "|")
+        for labels, cells in self.rows:
+            texts = ["—" if c is None else c.text(self.digits) for c in cells]
+            lines.append("| " + " | ".join([*labels, *texts]) + " |")
+        return "\n".join(lines) + "\n"
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """One CSV row per cell: scenario, algorithm, setting (ablation tables), column."""
+        out = []
+        setting_names = self.header[2 : self.n_label_cols]
+        for labels, cells in self.rows:
+            setting = " ".join(f"{k}={v}" for k, v in zip(setting_names, labels[2:], strict=True))
+            for column, cell in zip(self.header[self.n_label_cols :], cells, strict=True):
+                if cell is None:
+                    continue
+                mean, std, n = cell.stats
+                out.append(
+                    {
+                        "table": self.key,
+                        "scenario": labels[0],
+                        "algorithm": labels[1],
+                        "setting": setting,
+                        "column": column,
+                        "mean": _num(mean),
+                        "std": _num(std),
+                        "n": n,
+                        "values": " ".join(f"{v:.6g}" for v in cell.values),
+                    }
+                )
+        return out
+
+
+def _num(x: float) -> str:
+    return "" if math.isnan(x) else f"{x:.6g}"
+
+
+@dataclass
+class Report:
+    tables: list[Table]
+    skipped: dict[str, str]  # table key -> why
+    notes: list[str]
+
+    def markdown(self) -> str:
+        parts = ["# Results", ""]
+        parts += [f"- {n}" for n in self.notes]
+        if self.notes:
+            parts.append("")
+        for table in self.tables:
+            parts.append(table.markdown())
+        if self.skipped:
+            parts.append("## Skipped tables\n")
+            parts += [f"- {k}: {why}" for k, why in self.skipped.items()]
+            parts.append("")
+        return "\n".join(parts)
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        fields = ["table", "scenario", "algorithm", "setting", "column", "mean", "std", "n"]
+        fields.append("values")
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for table in self.tables:
+            writer.writerows(table.csv_rows())
+        return buf.getvalue()
+
+
+# ---------------------------------------------------------------------- grouping
+def _scenario(run: RunRecord) -> str:
+    return run.map_name or run.env
+
+
+def _uses_wins(runs: Sequence[RunRecord]) -> bool:
+    return bool(runs) and all("test/win_rate" in r.final_metrics() for r in runs)
+
+
+def _is_default(run: RunRecord, except_keys: Sequence[str] = ()) -> bool:
+    return all(
+        run.config.get(k, getattr(_DEFAULTS, k)) == getattr(_DEFAULTS, k)
+        for k in SWITCHES
+        if k not in except_keys
+    )
+
+
+def _cell(runs: Sequence[RunRecord], metric: str) -> Cell | None:
+    values = [r.final_metrics().get(metric) for r in runs]
+    values = [v for v in values if v is not None]
+    return Cell(values) if values else None
+
+
+class _Scenarios:
+    """Runs per scenario (env/map), with the scenario's metric (win rate or return)."""
+
+    def __init__(self, runs: Sequence[RunRecord], metric: str | None) -> None:
+        self.by: dict[str, list[RunRecord]] = {}
+        for run in runs:
+            self.by.setdefault(_scenario(run), []).append(run)
+        self.metric: dict[str, str] = {}
+        for name, members in self.by.items():
+            self.metric[name] = metric or ("win_rate" if _uses_wins(members) else "return_mean")
+
+    def header_metric(self, names: Sequence[str]) -> str:
+        kinds = {self.metric[n] for n in names}
+        return "win rate" if kinds == {"win_rate"} else ", ".join(sorted(kinds))
+
+    def digits(self, names: Sequence[str]) -> int:
+        return 3 if all(self.metric[n] == "win_rate" for n in names) else 2
+
+
+def _table1(sc: _Scenarios) -> Table | str:
+    rows = []
+    names = []
+    for name, runs in sc.by.items():
+        m = f"test/{sc.metric[name]}"
+        for base in BASE_ALGORITHMS:
+            plain = [r for r in runs if r.algo == base]
+            ddn = [
+                r for r in runs
+                if is_ddn(r.algo) and base_algo(r.algo) == base and _is_default(r)
+            ]  # fmt: skip
+            if plain and ddn:
+                student = m.replace("test/", "test_student/")
+                cells = [_cell(plain, m), _cell(ddn, m), _cell(ddn, student)]
+                rows.append(([name, algo_label(base)], cells))
+                names.append(name)
+    if not rows:
+        return "needs runs of a base algorithm and of ddn_<base> (default switches) on one env/map"
+    return Table(
+        "table1",
+        f"Table 1: base method vs +DDN ({sc.header_metric(names)})",
+        ["scenario", "algorithm", "base", "+DDN (GGN)", "+DDN (LPN)"],
+        2,
+        rows,
+        sc.digits(names),
+    )
+
+
+def _table2(sc: _Scenarios) -> Table | str:
+    rows, names = [], []
+    for name, runs in sc.by.items():
+        key = sc.metric[name]
+        for algo in sorted({r.algo for r in runs if is_ddn(r.algo)}):
+            group = [r for r in runs if r.algo == algo and _is_default(r)]
+            if not group:
+                continue
+            cells = [
+                _cell(group, f"test/{key}"),
+                _cell(group, f"test_student/{key}"),
+                _cell(group, "test/transfer_rate"),
+            ]
+            rows.append(([name, algo_label(algo)], cells))
+            names.append(name)
+    if not rows:
+        return "needs DDN runs with default switches"
+    return Table(
+        "table2",
+        f"Table 2: GGN / LPN ({sc.header_metric(names)}) and transfer rate LPN / GGN",
+        ["scenario", "algorithm", "GGN", "LPN", "transfer rate"],
+        2,
+        rows,
+        sc.digits(names),
+        note="Transfer rate: mean over seeds of each run's LPN / GGN (seeds where the GGN "
+        "scores 0 have none).",
+    )
+
+
+def _ablation(
+    sc: _Scenarios,
+    key: str,
+    title: str,
+    varied: Sequence[str],
+    setting: Callable[[RunRecord], tuple],
+    setting_labels: Callable[[tuple], list[str]],
+    label_header: list[str],
+    order: Callable[[tuple], Any],
+    why: str,
+) -> Table | str:
+    rows, names = [], []
+    for name, runs in sc.by.items():
+        metric = sc.metric[name]
+        for algo in sorted({r.algo for r in runs if is_ddn(r.algo)}):
+            group = [r for r in runs if r.algo == algo and _is_default(r, varied)]
+            settings: dict[tuple, list[RunRecord]] = {}
+            for run in group:
+                settings.setdefault(setting(run), []).append(run)
+            if len(settings) < 2:
+                continue
+            for value in sorted(settings, key=order):
+                members = settings[value]
+                cells = [
+                    _cell(members, f"test/{metric}"),
+                    _cell(members, f"test_student/{metric}"),
+                ]
+                rows.append(([name, algo_label(algo), *setting_labels(value)], cells))
+                names.append(name)
+    if not rows:
+        return why
+    return Table(
+        key,
+        f"{title} ({sc.header_metric(names)})",
+        ["scenario", "algorithm", *label_header, "GGN", "LPN"],
+        2 + len(label_header),
+        rows,
+        sc.digits(names),
+    )
+
+
+def _tick(flag: bool) -> str:
+    return "✓" if flag else "✗"
+
+
+def _idm_setting(run: RunRecord) -> tuple:
+    if not run.config.get("idm", True):
+        return (False, -1.0)
+    return (True, float(run.config.get("idm_mask_prob", _DEFAULTS.idm_mask_prob)))
+
+
+def build_report(runs: Sequence[RunRecord], metric: str | None = None) -> Report:
+    """All tables the runs allow. ``metric``: ``win_rate`` or ``return_mean`` (default:
+    win rate where every run of a scenario logs one)."""
+    if metric is not None:
+        metric = metric.removeprefix("test/")
+    sc = _Scenarios(runs, metric)
+    built: list[Table | str] = [
+        _table1(sc),
+        _table2(sc),
+        _ablation(
+            sc, "table3", "Table 3: personalized vs raw state", ["personalized_state"],
+            lambda r: (bool(r.config.get("personalized_state", True)),),
+            lambda v: ["personalized" if v[0] else "raw"], ["state"],
+            lambda v: not v[0],
+            "needs DDN runs with personalized_state true and false (other switches default)",
+        ),
+        _ablation(
+            sc, "table4", "Table 4: distillation losses", ["distill_block", "distill_q",
+                                                             "distill_feature"],
+            lambda r: tuple(bool(r.config.get(k, True)) for k in
+                            ("distill_block", "distill_q", "distill_feature")),
+            lambda v: [_tick(x) for x in v], ["L_B", "L_Q", "L_F"],
+            lambda v: tuple(not x for x in v),
+            "needs DDN runs with at least two combinations of distill_block/q/feature",
+        ),
+        _ablation(
+            sc, "table5", "Table 5: IDM off (✗) and mask probability mu", ["idm",
+                                                                         "idm_mask_prob"],
+            _idm_setting,
+            lambda v: ["✗" if not v[0] else f"{v[1]:.2f}"], ["mu"],
+            lambda v: (v[0], v[1]),
+            "needs DDN runs with idm false and/or at least two idm_mask_prob values",
+        ),
+    ]  # fmt: skip
+    tables, skipped = [], {}
+    for number, item in enumerate(built, start=1):
+        if isinstance(item, Table):
+            tables.append(item)
+        else:
+            skipped[f"Table {number}"] = item
+    notes = [f"{len(runs)} runs; cells: mean ± sample std over seeds (n = seeds)"]
+    unfinished = [r for r in runs if not r.finished]
+    if unfinished:
+        notes.append(
+            f"{len(unfinished)} unfinished run(s) counted with their last test: "
+            + ", ".join(r.path.name for r in unfinished[:5])
+            + (" ..." if len(unfinished) > 5 else "")
+        )
+    no_test = [r for r in runs if not r.final_metrics()]
+    if no_test:
+        notes.append(f"{len(no_test)} run(s) have no test metrics yet and count nowhere")
+    return Report(tables, skipped, notes)
+
+
+def write_report(report: Report, out: str | Path) -> list[Path]:
+    """``report.md`` -> report.md and report.csv (any suffix or none gives both)."""
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix.lower() in (".md", ".csv") else out
+    md, csv_path = stem.with_suffix(".md"), stem.with_suffix(".csv")
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(report.markdown())
+    csv_path.write_text(report.csv())
+    return [md, csv_path]

@@ -1,0 +1,255 @@
+"""``ddn plot`` and ``ddn report`` on fixture run folders with known numbers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ddn.analysis.curves import (
+    aggregate,
+    build_curves,
+    find_runs,
+    plot_curves,
+    t_quantile_975,
+    variant_labels,
+)
+from ddn.analysis.plot import plot_learning_curve
+from ddn.analysis.report import build_report, write_report
+from ddn.cli import main
+from ddn.config import Config
+
+
+def write_run(
+    root: Path,
+    name: str,
+    algo: str,
+    seed: int,
+    tests: list[tuple[int, float]],
+    env: str = "matrix",
+    map_name: str | None = None,
+    student: list[float] | None = None,
+    summary: bool = True,
+    returns_only: bool = False,
+    **cfg: object,
+) -> Path:
+    """A run folder as Experiment writes it: config.yaml, metrics.jsonl, summary.json.
+    ``tests``: (t_env, teacher win rate); the return is 10x the win rate."""
+    run = root / name
+    run.mkdir(parents=True)
+    config = Config(env_name=env, map_name=map_name, algo=algo, seed=seed, **cfg).to_dict()
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    events = []
+    for i, (t, win) in enumerate(tests):
+        event: dict = {"t_env": t, "episode": t, "test/return_mean": 10 * win}
+        if not returns_only:
+            event["test/win_rate"] = win
+        if student is not None:
+            event["test_student/return_mean"] = 10 * student[i]
+            if not returns_only:
+                event["test_student/win_rate"] = student[i]
+            event["test/transfer_rate"] = student[i] / win if win else None
+        events.append(event)
+        events.append({"t_env": t + 1, "episode": t, "train/return_mean": -1.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    if summary:
+        last = {k: v for k, v in events[-2].items() if k.startswith("test")}
+        (run / "summary.json").write_text(
+            json.dumps({"t_env": tests[-1][0], "episode": 1, "finished": True, **last})
+        )
+    return run
+
+
+GRID = [0, 100, 200]
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """matrix: vdn (3 seeds) and ddn_vdn (2 seeds); smax 3m: qmix (2 seeds)."""
+    root = tmp_path / "runs"
+    for seed, final in enumerate([0.2, 0.4, 0.6]):
+        write_run(root, f"vdn-{seed}", "vdn", seed, list(zip(GRID, [0.0, 0.1, final], strict=True)))
+    for seed, (g, s) in enumerate([(0.8, 0.6), (1.0, 0.9)]):
+        write_run(
+            root, f"ddn-{seed}", "ddn_vdn", seed, list(zip(GRID, [0.0, 0.5, g], strict=True)),
+            student=[0.0, 0.25, s],
+        )  # fmt: skip
+    for seed in range(2):
+        write_run(
+            root, f"qmix-3m-{seed}", "qmix", seed, list(zip(GRID, [0.0, 0.3, 0.5], strict=True)),
+            env="smax", map_name="3m",
+        )  # fmt: skip
+    return root
+
+
+# ---------------------------------------------------------------------- curves
+def test_aggregate_mean_std_ci_on_a_common_grid():
+    a = (np.array([0.0, 100, 200]), np.array([0.0, 1.0, 2.0]))
+    b = (np.array([0.0, 50, 200]), np.array([1.0, 2.0, 5.0]))  # other test steps
+    c = (np.array([0.0, 100]), np.array([2.0, 3.0]))  # unfinished: stops at 100
+    x, mean, std, lo, _, n = aggregate([a, b, c], band="std")
+    assert x.tolist() == [0, 50, 100, 200]
+    # b at 100: 2 + (5-2) * 50/150 = 3; a at 50: 0.5; c at 50: 2.5; c absent at 200.
+    at = {
+        0: [0.0, 1.0, 2.0],
+        50: [0.5, 2.0, 2.5],
+        100: [1.0, 3.0, 3.0],
+        200: [2.0, 5.0],
+    }
+    for i, t in enumerate(x):
+        vals = np.array(at[int(t)])
+        assert n[i] == len(vals)
+        assert mean[i] == pytest.approx(vals.mean())
+        assert std[i] == pytest.approx(vals.std(ddof=1))
+        assert lo[i] == pytest.approx(vals.mean() - vals.std(ddof=1))
+    _, mean_ci, _, _, hi_ci, _ = aggregate([a, b, c], band="ci")
+    half = 4.303 * np.std([0.0, 1.0, 2.0], ddof=1) / math.sqrt(3)  # t_{.975, 2}
+    assert hi_ci[0] - mean_ci[0] == pytest.approx(half)
+    half2 = 12.706 * np.std([2.0, 5.0], ddof=1) / math.sqrt(2)
+    assert hi_ci[-1] - mean_ci[-1] == pytest.approx(half2)
+    assert t_quantile_975(1000) == pytest.approx(1.9623, abs=1e-3)
+
+
+def test_grouping_panels_lines_and_ddn_teacher_student(runs):
+    found = find_runs([runs])
+    assert len(found) == 7
+    metric, panels = build_curves(found)
+    assert metric == "test/win_rate"  # every run logs one
+    assert set(panels) == {("matrix", None), ("smax", "3m")}
+    lines = {c.label: c for c in panels[("matrix", None)]}
+    assert set(lines) == {"VDN", "VDN_DDN GGN", "VDN_DDN LPN"}
+    assert lines["VDN_DDN LPN"].role == "student"
+    assert lines["VDN_DDN LPN"].metric == "test_student/win_rate"
+    vdn = lines["VDN"]
+    assert vdn.x.tolist() == GRID and vdn.n.tolist() == [3, 3, 3]
+    assert vdn.mean[-1] == pytest.approx(0.4)
+    assert vdn.std[-1] == pytest.approx(0.2)  # sample std of 0.2, 0.4, 0.6
+    assert lines["VDN_DDN GGN"].mean[-1] == pytest.approx(0.9)
+    assert lines["VDN_DDN LPN"].mean.tolist() == pytest.approx([0.0, 0.25, 0.75])
+    assert [c.label for c in panels[("smax", "3m")]] == ["QMIX"]
+    # Return instead of win rate: the teacher metric maps to its student counterpart.
+    _, by_return = build_curves(found, "test/return_mean")
+    ret = {c.label: c for c in by_return[("matrix", None)]}
+    assert ret["VDN_DDN LPN"].mean[-1] == pytest.approx(7.5)
+
+
+def test_variants_get_their_own_lines(tmp_path):
+    for seed in range(2):
+        write_run(tmp_path, f"a{seed}", "ddn", seed, [(0, 0.0), (10, 0.5)], student=[0, 0.5])
+        write_run(
+            tmp_path, f"b{seed}", "ddn", seed, [(0, 0.0), (10, 0.7)], student=[0, 0.5],
+            idm_mask_prob=0.5,
+        )  # fmt: skip
+    found = find_runs([tmp_path])
+    assert set(variant_labels(found).values()) == {"idm_mask_prob=0.75", "idm_mask_prob=0.5"}
+    _, panels = build_curves(found)
+    labels = {c.label: c for c in panels[("matrix", None)]}
+    assert labels["DDN [idm_mask_prob=0.5] GGN"].mean[-1] == pytest.approx(0.7)
+    assert len(labels) == 4
+
+
+def test_plot_writes_png_and_svg(runs, tmp_path):
+    written, _, _ = plot_curves(find_runs([runs]), tmp_path / "fig" / "curves.png")
+    assert [p.name for p in written] == ["curves.png", "curves.svg"]
+    assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in written[1].read_text()[:500]
+    # The single-run plot the demo uses still works.
+    single = plot_learning_curve(runs / "vdn-0", tmp_path / "one.png")
+    assert single.stat().st_size > 0
+
+
+def test_default_metric_falls_back_to_return(tmp_path):
+    write_run(tmp_path, "r0", "vdn", 0, [(0, 0.1), (10, 0.3)], returns_only=True)
+    metric, panels = build_curves(find_runs([tmp_path]))
+    assert metric == "test/return_mean"
+    assert panels[("matrix", None)][0].mean[-1] == pytest.approx(3.0)
+
+
+# ---------------------------------------------------------------------- report
+def _cells(report) -> dict[tuple[str, str, str, str, str], tuple[float, float, int]]:
+    """(table, scenario, algorithm, setting, column) -> (mean, std, n), unrounded."""
+    out = {}
+    for table in report.tables:
+        setting_names = table.header[2 : table.n_label_cols]
+        for labels, cells in table.rows:
+            setting = " ".join(f"{k}={v}" for k, v in zip(setting_names, labels[2:], strict=True))
+            for column, cell in zip(table.header[table.n_label_cols :], cells, strict=True):
+                if cell is not None:
+                    out[(table.key, labels[0], labels[1], setting, column)] = cell.stats
+    return out
+
+
+def test_report_tables_1_and_2(runs, tmp_path):
+    report = build_report(find_runs([runs]))
+    assert [t.key for t in report.tables] == ["table1", "table2"]
+    assert set(report.skipped) == {"Table 3", "Table 4", "Table 5"}
+    cells = _cells(report)
+    mean, std, n = cells[("table1", "matrix", "VDN", "", "base")]
+    assert (mean, n) == (pytest.approx(0.4), 3) and std == pytest.approx(0.2)
+    mean, std, n = cells[("table1", "matrix", "VDN", "", "+DDN (GGN)")]
+    assert (mean, n) == (pytest.approx(0.9), 2)
+    assert std == pytest.approx(np.std([0.8, 1.0], ddof=1))
+    assert cells[("table2", "matrix", "VDN_DDN", "", "LPN")][0] == pytest.approx(0.75)
+    rate = cells[("table2", "matrix", "VDN_DDN", "", "transfer rate")]
+    assert rate[0] == pytest.approx((0.6 / 0.8 + 0.9 / 1.0) / 2) and rate[2] == 2
+    md = report.markdown()
+    assert "| matrix | VDN | 0.400 ± 0.200 (n=3) | 0.900 ± 0.141 (n=2) |" in md
+    # smax/3m has QMIX only: no Table 1 row there.
+    assert not any(k[1] == "3m" for k in cells)
+
+    written = write_report(report, tmp_path / "out" / "report.md")
+    assert [p.name for p in written] == ["report.md", "report.csv"]
+    rows = list(csv.DictReader(io.StringIO(written[1].read_text())))
+    base = next(r for r in rows if r["table"] == "table1" and r["column"] == "base")
+    assert base["mean"] == "0.4" and base["n"] == "3" and base["values"] == "0.2 0.4 0.6"
+
+
+def test_report_ablation_tables_and_last_event_fallback(tmp_path):
+    def ddn(name, seed, win, student, summary=True, **cfg):
+        write_run(
+            tmp_path, name, "ddn", seed, [(0, 0.0), (10, win)], student=[0.0, student],
+            summary=summary, **cfg,
+        )  # fmt: skip
+
+    ddn("full0", 0, 0.9, 0.8)
+    ddn("full1", 1, 0.7, 0.6, summary=False)  # killed: its last test event counts
+    ddn("raw0", 0, 0.5, 0.4, personalized_state=False)
+    ddn("noB0", 0, 0.6, 0.3, distill_block=False)
+    ddn("noidm0", 0, 0.4, 0.35, idm=False)
+    ddn("mu05", 0, 0.3, 0.2, idm_mask_prob=0.5)
+    report = build_report(find_runs([tmp_path]))
+    assert [t.key for t in report.tables] == ["table2", "table3", "table4", "table5"]
+    assert "Table 1" in report.skipped
+    assert any("unfinished" in note for note in report.notes)
+    cells = _cells(report)
+    assert cells[("table2", "matrix", "DDN", "", "GGN")][:1] == (pytest.approx(0.8),)
+    assert cells[("table2", "matrix", "DDN", "", "GGN")][2] == 2
+    assert cells[("table3", "matrix", "DDN", "state=personalized", "GGN")][0] == pytest.approx(0.8)
+    assert cells[("table3", "matrix", "DDN", "state=raw", "LPN")][0] == pytest.approx(0.4)
+    assert cells[("table4", "matrix", "DDN", "L_B=✗ L_Q=✓ L_F=✓", "LPN")][0] == pytest.approx(0.3)
+    assert cells[("table4", "matrix", "DDN", "L_B=✓ L_Q=✓ L_F=✓", "LPN")][2] == 2
+    table5 = {k[3]: v for k, v in cells.items() if k[0] == "table5" and k[4] == "GGN"}
+    assert set(table5) == {"mu=✗", "mu=0.50", "mu=0.75"}
+    assert table5["mu=✗"][0] == pytest.approx(0.4)
+    md = report.markdown()
+    assert "| matrix | DDN | 0.500 (n=1) | 0.400 (n=1) |" not in md  # rows carry settings
+    assert "| matrix | DDN | raw | 0.500 (n=1) | 0.400 (n=1) |" in md
+
+
+# ---------------------------------------------------------------------- CLI
+def test_cli_plot_and_report(runs, tmp_path, capsys):
+    assert main(["plot", str(runs), "--out", str(tmp_path / "c.png"), "--band", "ci"]) == 0
+    assert (tmp_path / "c.png").is_file() and (tmp_path / "c.svg").is_file()
+    assert "2 panel(s), 4 line(s) of test/win_rate" in capsys.readouterr().out
+    assert main(["report", str(runs), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r.md").is_file() and (tmp_path / "r.csv").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["plot", str(empty)]) == 2
+    assert capsys.readouterr().err.startswith("ddn: error: no run folders found")

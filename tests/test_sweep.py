@@ -1,0 +1,179 @@
+"""``ddn sweep``: expansion, the local pool, resume after a kill, retry of failures, Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ddn.checkpoint import list_checkpoints
+from ddn.cli import main
+from ddn.logging import read_metrics
+from ddn.sweep import load_sweep, packaged_sweeps
+
+TINY = """
+algos: [vdn, qmix]
+envs: [matrix]
+seeds: [0, 1]
+t_max: 1024
+overrides: [test_interval=256, log_interval=256, save_model_interval=256]
+threads: 1
+device: cpu
+"""
+NAMES = {f"matrix-default-{a}-{s}" for a in ("vdn", "qmix") for s in (0, 1)}
+
+
+def _write(tmp: Path, text: str = TINY, name: str = "tiny.yaml") -> Path:
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+def _status(out: Path) -> dict[str, dict]:
+    return {r["name"]: r for r in json.loads((out / "sweep_status.json").read_text())["runs"]}
+
+
+def _layout(out: Path) -> dict[str, set[str]]:
+    return {
+        d.name: {p.name for p in d.iterdir()} - {"tb"}
+        for d in out.iterdir()
+        if d.is_dir() and d.name != "logs"
+    }
+
+
+def _summaries(out: Path) -> dict[str, dict]:
+    return {n: json.loads((out / n / "summary.json").read_text()) for n in NAMES}
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("sweep")
+    out = tmp / "out"
+    assert main(["sweep", str(_write(tmp)), "--out", str(out), "--workers", "2"]) == 0
+    return out
+
+
+def test_expansion_names_and_packaged_files(tmp_path):
+    sweep = load_sweep(_write(tmp_path))
+    assert [r.name for r in sweep.runs] == [
+        "matrix-default-vdn-0", "matrix-default-qmix-0",
+        "matrix-default-vdn-1", "matrix-default-qmix-1",
+    ]  # fmt: skip
+    assert sweep.runs[0].config().t_max == 1024
+    names = packaged_sweeps()
+    assert {"tiny_matrix", "paper/table2", "paper/predator_prey"} <= set(names)
+    table5 = load_sweep("paper/table5")
+    assert {r.variant for r in table5.runs} >= {"no_idm", "mu0.75"}
+    assert len(load_sweep("tiny_matrix").runs) == 4
+
+
+def test_bad_sweep_file_is_one_error(tmp_path, capsys):
+    bad = _write(tmp_path, TINY.replace("test_interval", "test_intervall"), "bad.yaml")
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ddn: error:") and "test_interval" in err
+    assert main(["sweep", "no/such/sweep"]) == 2
+
+
+def test_local_pool_runs_every_run(local_sweep):
+    out = local_sweep
+    layout = _layout(out)
+    assert set(layout) == NAMES
+    for files in layout.values():
+        assert {"config.yaml", "metrics.jsonl", "summary.json", "checkpoints"} <= files
+    assert all(s["finished"] and s["t_env"] == 1024 for s in _summaries(out).values())
+    assert {r["status"] for r in _status(out).values()} == {"finished"}
+    assert (out / "sweep.yaml").is_file()
+    assert all((out / "logs" / f"{n}.log").is_file() for n in NAMES)
+
+
+def test_rerun_skips_finished_and_resumes_unfinished(local_sweep, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(local_sweep, out)
+    before = _summaries(out)
+    # Make one run look killed after its checkpoint at t_env=512.
+    victim = out / "matrix-default-qmix-1"
+    (victim / "summary.json").unlink()
+    for t in list_checkpoints(victim):
+        if t > 512:
+            shutil.rmtree(victim / "checkpoints" / str(t))
+    assert main(["sweep", str(out / "sweep.yaml"), "--out", str(out)]) == 0
+    status = _status(out)
+    assert status["matrix-default-qmix-1"]["status"] == "finished"
+    assert status["matrix-default-qmix-1"]["resumed_from"] == 512
+    assert {status[n]["status"] for n in NAMES - {victim.name}} == {"skipped"}
+    after = _summaries(out)
+    assert after == before  # the resumed run ends where the uninterrupted one did
+    t_envs = [e["t_env"] for e in read_metrics(victim / "metrics.jsonl") if "test/win_rate" in e]
+    assert t_envs == sorted(set(t_envs)) and t_envs[-1] == 1024
+
+
+def test_killed_sweep_finishes_only_missing_runs(tmp_path):
+    sweep_file = _write(tmp_path)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ddn.cli", "sweep", str(sweep_file), "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    first = out / "matrix-default-vdn-0" / "summary.json"
+    deadline = time.monotonic() + 60
+    while not first.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up: runs die with the sweep
+    proc.wait()
+    assert first.is_file()
+    finished = {n for n in NAMES if (out / n / "summary.json").is_file()}
+    assert finished and finished != NAMES
+    stamp = {n: (out / n / "summary.json").stat().st_mtime_ns for n in finished}
+
+    assert main(["sweep", str(sweep_file), "--out", str(out)]) == 0
+    status = _status(out)
+    assert {n for n, r in status.items() if r["status"] == "skipped"} == finished
+    assert {n for n, r in status.items() if r["status"] == "finished"} == NAMES - finished
+    assert all((out / n / "summary.json").stat().st_mtime_ns == stamp[n] for n in finished)
+    assert all(s["finished"] for s in _summaries(out).values())
+
+
+def test_failing_run_is_retried_once_and_reported(tmp_path, capsys):
+    text = """
+algos: [vdn]
+envs: [matrix]
+seeds: [0]
+t_max: 256
+overrides: [test_interval=256, log_interval=256, save_model_interval=256, device=cpu]
+variants:
+  good: []
+  bad: ["env.payoff=[1, 2]"]
+"""
+    out = tmp_path / "out"
+    assert main(["sweep", str(_write(tmp_path, text)), "--out", str(out)]) == 1
+    status = _status(out)
+    good, bad = status["matrix-default-vdn-good-0"], status["matrix-default-vdn-bad-0"]
+    assert good["status"] == "finished" and good["attempts"] == 1
+    assert bad["status"] == "failed" and bad["attempts"] == 2
+    assert "payoff" in bad["error"]
+    log = (out / "logs" / "matrix-default-vdn-bad-0.log").read_text()
+    assert log.count("=== ") == 2
+    printed = capsys.readouterr()
+    assert "FAILED matrix-default-vdn-bad-0 after 2 attempts" in printed.out
+    assert "retrying" in printed.err
+
+
+def test_ray_local_instance_gives_the_same_layout(local_sweep, tmp_path):
+    ray = pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(["sweep", str(local_sweep / "sweep.yaml"), "--out", str(out), "--ray"]) == 0
+    finally:
+        ray.shutdown()
+    assert _layout(out) == _layout(local_sweep)
+    assert _summaries(out) == _summaries(local_sweep)  # CPU, same seeds: same numbers
+    assert {r["status"] for r in _status(out).values()} == {"finished"}
