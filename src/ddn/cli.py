@@ -205,7 +205,10 @@ def _list(args: argparse.Namespace) -> int:
     for name, entry in list_envs().items():
         params = ", ".join(f"{k}={v!r}" for k, v in entry.params().items())
         print(f"  {name:<16} {entry.description}\n  {'':<16} params: {params}")
-    print("\nMaps: none yet (SMAX/SMAC maps arrive with the smax and smac environments)")
+    from ddn.envs.smax import SMAX_MAPS
+
+    print("\nMaps (ddn train --env smax --map NAME; needs pip install 'ddn[smax]'):")
+    print("  " + ", ".join(SMAX_MAPS))
     print("\nAlgorithms (ddn train --algo NAME):")
     print("  " + ", ".join(ALGORITHMS))
     print("\nPresets shipped (configs/): default.yaml")

@@ -1,0 +1,306 @@
+"""SMAX through ddn vs raw JaxMARL, step by step, plus the protocol's edge cases.
+
+Everything but the missing-extra test needs the ``smax`` extra (jaxmarl). JIT
+compilation costs seconds per (map, episode limit, batch size), so the tests share a
+few configurations: 3m with B = 6 for the behaviour, a reset per map for the shapes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import ddn
+from ddn.envs import smax as smax_mod
+
+HAS_JAXMARL = importlib.util.find_spec("jaxmarl") is not None
+requires_jaxmarl = pytest.mark.skipif(not HAS_JAXMARL, reason=smax_mod.INSTALL_HINT)
+
+B = 6
+
+
+def focus_fire(avail: torch.Tensor) -> torch.Tensor:
+    """Attack the lowest-numbered enemy in range, else walk east (action 1), else stop.
+
+    Wins some 3m battles against the heuristic enemy, so wins and losses both occur.
+    """
+    n_actions = avail.shape[-1]
+    idx = torch.arange(n_actions)
+    attack = avail & (idx >= 5)
+    first_enemy = torch.where(attack, n_actions - idx, 0).argmax(-1)
+    east_or_stop = torch.where(avail[..., 1], 1, 4)
+    return torch.where(attack.any(-1), first_enemy, east_or_stop)
+
+
+def random_available(avail: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    scores = torch.rand(avail.shape, generator=gen).masked_fill(~avail, -1.0)
+    return scores.argmax(-1)
+
+
+# ------------------------------------------------------------------ missing extra
+def test_missing_jaxmarl_gives_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Works without jaxmarl: its absence is simulated with ``None`` in sys.modules."""
+    for name in ("jaxmarl", "jaxmarl.environments", "jaxmarl.environments.smax"):
+        monkeypatch.setitem(sys.modules, name, None)
+    # Bypass the per-configuration cache, which may already hold a built simulator.
+    monkeypatch.setattr(smax_mod, "_build", smax_mod._build.__wrapped__)
+    with pytest.raises(ImportError, match=r"pip install 'ddn\[smax\]' \(or pip install jaxmarl\)"):
+        ddn.envs.make("smax", num_envs=2, map_name="3m")
+    # Also a ValueError, so `ddn train` prints it as a one-line configuration error.
+    with pytest.raises(ValueError, match="optional extra"):
+        ddn.envs.make("smax", num_envs=2, map_name="3m")
+
+
+def test_import_ddn_does_not_import_jax() -> None:
+    code = "import sys, ddn; assert 'smax' in ddn.envs.list_envs(); print('jax' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
+
+
+def test_unknown_map_lists_valid_maps() -> None:
+    """Checked before jaxmarl is imported, so it holds with or without the extra."""
+    with pytest.raises(ValueError, match=r"unknown SMAX map '3z'.*Valid maps: 3m, 8m"):
+        ddn.envs.make("smax", num_envs=2, map_name="3z")
+    with pytest.raises(ValueError, match="Did you mean '5m_vs_6m'"):
+        ddn.envs.make("smax", num_envs=2, map_name="5m_vs_7m")
+    with pytest.raises(ValueError, match="attack_mode"):
+        ddn.envs.make("smax", num_envs=2, attack_mode="nearest")
+    with pytest.raises(ValueError, match="episode_limit must be >= 1"):
+        ddn.envs.make("smax", num_envs=2, episode_limit=0)
+
+
+def test_map_list_matches_jaxmarl() -> None:
+    if not HAS_JAXMARL:
+        pytest.skip(smax_mod.INSTALL_HINT)
+    from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
+
+    assert set(smax_mod.SMAX_MAPS) == set(MAP_NAME_TO_SCENARIO)
+
+
+# ------------------------------------------------------------------ vs raw jaxmarl
+class RawSMAX:
+    """Raw JaxMARL's HeuristicEnemySMAX, vmapped and jitted, without ddn in the loop.
+
+    Built with ``max_steps = episode_limit - 1``: JaxMARL times out one step after its
+    ``max_steps`` (ddn's ``DEFAULT_EPISODE_LIMIT`` explains). Uses ddn's documented key
+    chain (per battle ``key, k = split(key)`` before the reset and before each step) and
+    JaxMARL's no-auto-reset ``step_env``, so outputs must match ddn's for every battle
+    that is still running.
+    """
+
+    def __init__(self, map_name: str, episode_limit: int, keys) -> None:
+        import jax
+        import jax.numpy as jnp
+        from jaxmarl import make
+        from jaxmarl.environments.smax import map_name_to_scenario
+
+        self.jax, self.jnp = jax, jnp
+        self.env = make(
+            "HeuristicEnemySMAX",
+            scenario=map_name_to_scenario(map_name),
+            max_steps=episode_limit - 1,
+        )
+        self.agents = list(self.env.agents)
+        self._split = jax.jit(jax.vmap(jax.random.split))
+        self._reset = jax.jit(jax.vmap(self.env.reset))
+        self._step = jax.jit(jax.vmap(self.env.step_env))
+        self._avail = jax.jit(jax.vmap(self.env.get_avail_actions))
+        self.key = keys
+        obs, self.state = self._reset(self._next_key())
+        self.obs = obs
+
+    def _next_key(self):
+        pair = self._split(self.key)
+        self.key = pair[:, 0]
+        return pair[:, 1]
+
+    def step(self, actions: torch.Tensor):
+        act = {
+            a: self.jnp.asarray(actions[:, i].numpy().astype("int32"))
+            for i, a in enumerate(self.agents)
+        }
+        self.obs, self.state, rewards, dones, _ = self._step(self._next_key(), self.state, act)
+        return rewards, dones
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        avail = self._avail(self.state)
+        return {
+            "obs": torch.stack([_torch(self.obs[a]) for a in self.agents], 1),
+            "state": _torch(self.obs["world_state"]),
+            "avail": torch.stack([_torch(avail[a]) for a in self.agents], 1).bool(),
+        }
+
+
+def _torch(x) -> torch.Tensor:
+    """A copy through numpy: independent of ddn's DLPack path under test."""
+    return torch.from_numpy(np.array(x))
+
+
+def _assert_same(out, raw: RawSMAX, rows: torch.Tensor) -> None:
+    ref = raw.tensors()
+    for field in ("obs", "state", "avail"):
+        got = getattr(out, field)[rows]
+        want = ref[field][rows].to(got.dtype)
+        assert torch.equal(got, want), f"{field} differs from raw jaxmarl"
+
+
+@requires_jaxmarl
+@pytest.mark.parametrize("policy", ["focus_fire", "random"])
+def test_matches_raw_jaxmarl_step_by_step(policy: str) -> None:
+    env = ddn.envs.make("smax", num_envs=B, seed=11, map_name="3m")
+    out = env.reset()
+    assert not bool(out.done.any()) and bool((out.reward == 0).all())
+    raw = RawSMAX("3m", env.spec.episode_limit, env.reset_keys)
+    everyone = torch.ones(B, dtype=torch.bool)
+    _assert_same(out, raw, everyone)
+    gen = torch.Generator().manual_seed(5)
+    saw_win = saw_loss = False
+    for _ in range(env.spec.episode_limit):
+        running = ~out.done
+        actions = (
+            focus_fire(out.avail) if policy == "focus_fire" else random_available(out.avail, gen)
+        )
+        prev = out
+        out = env.step(actions)
+        rewards, dones = raw.step(actions)
+        raw_reward = _torch(rewards["ally_0"])
+        raw_done = _torch(dones["__all__"])
+        # Running battles: identical to raw jaxmarl, reward up to the documented scale.
+        _assert_same(out, raw, running)
+        torch.testing.assert_close(
+            out.reward[running], raw_reward[running] * smax_mod.DEFAULT_REWARD_SCALE
+        )
+        assert torch.equal(out.done[running], raw_done[running])
+        assert not bool((out.terminated & out.truncated).any())
+        # A win is the step whose raw reward carries the +1 bonus.
+        ended = running & out.done
+        assert torch.equal(out.won[ended], raw_reward[ended] >= 1.0)
+        saw_win |= bool(out.won[ended].any())
+        saw_loss |= bool((ended & ~out.won).any())
+        # Finished battles stay frozen: same tensors, zero reward, flags kept.
+        frozen = ~running
+        for field in ("obs", "state", "avail", "terminated", "truncated", "won"):
+            assert torch.equal(getattr(out, field)[frozen], getattr(prev, field)[frozen])
+        assert bool((out.reward[frozen] == 0).all())
+        if bool(out.done.all()):
+            break
+    assert bool(out.done.all())
+    assert not bool((out.won & ~out.terminated).any())
+    if policy == "focus_fire":
+        assert saw_win and saw_loss, "focus fire on 3m should both win and lose some battles"
+
+
+@requires_jaxmarl
+def test_time_out_is_truncation() -> None:
+    limit = 4  # the armies start ~16 apart: nobody can die within 4 steps
+    env = ddn.envs.make("smax", num_envs=B, seed=2, map_name="3m", episode_limit=limit)
+    out = env.reset()
+    raw = RawSMAX("3m", limit, env.reset_keys)
+    assert env.spec.episode_limit == limit
+    for t in range(limit):
+        actions = torch.full((B, 3), 4, dtype=torch.long)  # stop
+        out = env.step(actions)
+        _, dones = raw.step(actions)
+        raw_done = _torch(dones["__all__"])
+        assert torch.equal(out.truncated, raw_done)
+        assert bool(out.truncated.all()) == (t == limit - 1)
+    assert not bool(out.terminated.any()) and not bool(out.won.any())
+    # Frozen after the time-out: actions are ignored, even unavailable ones.
+    again = env.step(torch.full((B, 3), 7, dtype=torch.long))
+    assert torch.equal(again.obs, out.obs) and bool(again.truncated.all())
+    assert bool((again.reward == 0).all())
+    fresh = env.reset()
+    assert not bool(fresh.done.any())
+
+
+# ------------------------------------------------------------------ protocol
+@requires_jaxmarl
+def test_seeding_and_generator_state_reproduce_episodes() -> None:
+    def rollout(env, n: int = 8) -> list[torch.Tensor]:
+        out = env.reset()
+        seen = [out.obs.clone()]
+        for _ in range(n):
+            out = env.step(focus_fire(out.avail))
+            seen += [out.obs.clone(), out.reward.clone()]
+        return seen
+
+    a = ddn.envs.make("smax", num_envs=B, seed=7, map_name="3m")
+    b = ddn.envs.make("smax", num_envs=B, seed=7, map_name="3m")
+    c = ddn.envs.make("smax", num_envs=B, seed=8, map_name="3m")
+    first = rollout(a)
+    assert all(torch.equal(x, y) for x, y in zip(first, rollout(b), strict=True))
+    assert not torch.equal(first[0], rollout(c)[0])
+    # Battles within one batch differ (one key per battle).
+    assert not torch.equal(first[0][0], first[0][1])
+    # Restoring the torch generator replays the next episode (what checkpoints rely on).
+    state = a.generator.get_state()
+    second = rollout(a)
+    a.generator.set_state(state)
+    assert all(torch.equal(x, y) for x, y in zip(second, rollout(a), strict=True))
+
+
+@requires_jaxmarl
+def test_bad_actions_raise_one_clear_error() -> None:
+    env = ddn.envs.make("smax", num_envs=B, seed=0, map_name="3m")
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(torch.zeros(B, 3, dtype=torch.long))
+    out = env.reset()
+    with pytest.raises(ValueError, match="shape"):
+        env.step(torch.zeros(B, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="dtype"):
+        env.step(torch.zeros(B, 3))
+    with pytest.raises(ValueError, match="out of range"):
+        env.step(torch.full((B, 3), 8, dtype=torch.long))
+    # At t = 0 nobody is in range: attacking is unavailable.
+    assert not bool(out.avail[..., 5:].any())
+    with pytest.raises(ValueError, match="not available"):
+        env.step(torch.full((B, 3), 5, dtype=torch.long))
+
+
+@requires_jaxmarl
+@pytest.mark.parametrize(
+    ("map_name", "n_agents", "n_enemies"),
+    [("2s3z", 5, 5), ("3s5z", 8, 8), ("5m_vs_6m", 5, 6), ("3s5z_vs_3s6z", 8, 9)],
+)
+def test_shapes_per_map(map_name: str, n_agents: int, n_enemies: int) -> None:
+    env = ddn.envs.make("smax", num_envs=2, seed=0, map_name=map_name)
+    spec = env.spec
+    # JaxMARL's unit-list observation: 13 features per other unit, 10 of its own; world
+    # state: 10 features + team + type per unit; actions: 4 moves, stop, one per enemy.
+    assert spec.n_agents == n_agents
+    assert spec.obs_dim == 13 * (n_agents - 1) + 13 * n_enemies + 10
+    assert spec.state_dim == 12 * (n_agents + n_enemies)
+    assert spec.n_actions == 5 + n_enemies
+    assert spec.episode_limit == 101 and spec.has_win_condition
+    out = env.reset()
+    assert out.obs.shape == (2, n_agents, spec.obs_dim) and out.obs.dtype == torch.float32
+    assert out.state.shape == (2, spec.state_dim) and out.state.dtype == torch.float32
+    assert out.avail.shape == (2, n_agents, spec.n_actions) and out.avail.dtype == torch.bool
+    for flag in (out.terminated, out.truncated, out.won):
+        assert flag.shape == (2,) and flag.dtype == torch.bool
+    assert out.reward.shape == (2,) and out.reward.dtype == torch.float32
+
+
+@requires_jaxmarl
+def test_outputs_share_memory_with_jax() -> None:
+    """On the CPU the hand-over is zero-copy (DLPack), not a numpy round trip."""
+    env = ddn.envs.make("smax", num_envs=B, seed=0, map_name="3m")
+    out = env.reset()
+    obs_jax = env._carry[2]
+    assert out.obs.data_ptr() == obs_jax.unsafe_buffer_pointer()
+
+
+@requires_jaxmarl
+def test_map_reaches_smax_through_config() -> None:
+    from ddn import config as config_mod
+    from ddn.experiment import make_env
+
+    cfg = config_mod.resolve("smax", "qmix", map_name="5m_vs_6m")
+    assert cfg.env.get("reward_scale") == smax_mod.DEFAULT_REWARD_SCALE
+    env = make_env(cfg, 2, 0, torch.device("cpu"))
+    assert env.spec.n_agents == 5 and env.spec.n_actions == 11
