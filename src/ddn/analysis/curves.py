@@ -367,7 +367,7 @@ def plot_curves(
     ncols = min(3, len(keys))
     nrows = math.ceil(len(keys) / ncols)
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(4.6 * ncols, 3.5 * nrows + 0.6), dpi=150, squeeze=False
+        nrows, ncols, figsize=(max(4.6 * ncols, 6.4), 3.5 * nrows + 0.6), dpi=150, squeeze=False
     )
     # One colour per line name across all panels; a DDN run's GGN and LPN share it.
     labels_seen = sorted({c.label.rsplit(" ", 1)[0] if c.role != "main" else c.label
@@ -380,11 +380,16 @@ def plot_curves(
             base = curve.label.rsplit(" ", 1)[0] if curve.role != "main" else curve.label
             colour = colours[base]
             style = "--" if curve.role == "student" else "-"
-            (line,) = ax.plot(curve.x, curve.mean, style, color=colour, lw=1.6, label=curve.label)
-            many = curve.n > 1
-            if many.any():
+            # Draw only where every seed of the line has data: past the shortest seed's
+            # last test the mean would jump as seeds drop out.
+            full = curve.n == curve.n.max()
+            x, mean, lower, upper = (
+                a[full] for a in (curve.x, curve.mean, curve.lower, curve.upper)
+            )
+            (line,) = ax.plot(x, mean, style, color=colour, lw=1.6, label=curve.label)
+            if curve.n.max() > 1:
                 ax.fill_between(
-                    curve.x, curve.lower, curve.upper, where=many, color=colour,
+                    x, lower, upper, color=colour,
                     alpha=0.12 if curve.role == "student" else 0.2, lw=0,
                 )  # fmt: skip
             handles.setdefault(curve.label, line)
