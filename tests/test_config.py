@@ -79,8 +79,21 @@ def test_presets_use_only_known_keys():
     keys = {f.name for f in dataclasses.fields(Config)}
     root = config._preset_dir()
     # Run presets only: configs/sweeps/ holds sweep files, a format of their own.
-    for path in [root / "default.yaml", *root.glob("envs/*.yaml"), *root.glob("algs/*.yaml")]:
+    for path in [
+        root / "default.yaml", *root.glob("envs/*.yaml"), *root.glob("algs/*.yaml"),
+        *root.glob("maps/*/*.yaml"),
+    ]:  # fmt: skip
         assert set(config._load_yaml(path)) <= keys, path
+
+
+def test_map_presets_apply_to_their_map_only():
+    """The paper's 3s5z_vs_3s6z: 5M steps, lr 1e-3, epsilon over 1M steps (Section B.3)."""
+    hard = resolve("smax", "qmix", "3s5z_vs_3s6z")
+    assert (hard.t_max, hard.lr, hard.epsilon_anneal_time) == (5_050_000, 0.001, 1_000_000)
+    other = resolve("smax", "qmix", "3m")
+    assert (other.t_max, other.lr, other.epsilon_anneal_time) == (2_050_000, 0.0005, 50_000)
+    # The command line still wins over the map preset.
+    assert resolve("smax", "qmix", "3s5z_vs_3s6z", ["lr=0.002"]).lr == 0.002
 
 
 # ---------------------------------------------------------------- --set parsing

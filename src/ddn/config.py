@@ -4,7 +4,8 @@ A run's configuration is one flat :class:`Config` whose keys are PyMARL's names 
 PyMARL user's settings carry over), plus ``env``: the environment's own parameters.
 It is assembled from YAML presets shipped in the package and ``--set`` overrides:
 
-    configs/default.yaml < configs/envs/<env>.yaml < configs/algs/<algo>.yaml < --set
+    configs/default.yaml < configs/envs/<env>.yaml < configs/maps/<env>/<map>.yaml
+    < configs/algs/<algo>.yaml < --set
 
 Every key and type is checked; a mistake gets one :class:`ConfigError` that names the
 valid keys.
@@ -291,6 +292,10 @@ def resolve(
     env_file = presets / "envs" / f"{env_name}.yaml"
     if env_file.exists():
         values = _merge(values, _load_yaml(env_file))
+    # Per-map settings where the paper uses them (e.g. 3s5z_vs_3s6z's budget and lr).
+    map_file = presets / "maps" / env_name / f"{map_name}.yaml"
+    if map_name is not None and map_file.exists():
+        values = _merge(values, _load_yaml(map_file))
     alg_file = presets / "algs" / f"{algo}.yaml"
     if alg_file.exists():
         values = _merge(values, _load_yaml(alg_file))
