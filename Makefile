@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# The tests also exercise the optional extras: SMAX (jaxmarl) and local Ray sweeps.
+# The tests also exercise the optional extras: SMAX (jaxmarl), PettingZoo's MPE and
+# local Ray sweeps.
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,smax,ray]'
+	$(PY) -m pip install -q -e '.[dev,smax,ray,pettingzoo]'
 	touch $(TEST_STAMP)
 
 install: $(STAMP)

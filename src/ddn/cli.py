@@ -209,6 +209,7 @@ def _list(args: argparse.Namespace) -> int:
 
     print("\nMaps (ddn train --env smax --map NAME; needs pip install 'ddn[smax]'):")
     print("  " + ", ".join(SMAX_MAPS))
+    print("  --env smac --map NAME takes any SMAC map (needs StarCraft II; docs/adapters.md)")
     print("\nAlgorithms (ddn train --algo NAME):")
     print("  " + ", ".join(ALGORITHMS))
     print("\nPresets shipped (configs/): default.yaml")

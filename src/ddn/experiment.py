@@ -29,7 +29,7 @@ from ddn.envs import VecEnv, get_entry, make
 from ddn.evaluate import evaluate
 from ddn.learners import DDNLearner, VDLearner
 from ddn.logging import RunLogger, read_metrics
-from ddn.rollout import Collector, EpsilonSchedule
+from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
 
 CHECKPOINT_FORMAT = 1
 
@@ -122,6 +122,8 @@ class Experiment:
         self.spec = self.env.spec
         # A separate stream for tests, so testing never shifts the training episodes.
         n_test = max(1, min(cfg.test_nepisode, 64))
+        if self.env.expensive_copies:  # e.g. StarCraft II processes: reuse the run's width
+            n_test = min(n_test, cfg.batch_size_run)
         self.test_env = make_env(cfg, n_test, cfg.seed + 1_000_003, self.device)
         self.learner = build_learner(cfg, self.spec, self.device)
         buffer_device = torch.device("cpu") if cfg.buffer_cpu_only else self.device
@@ -237,6 +239,10 @@ class Experiment:
             metrics["train/win_rate"] = _mean(w["won"])
         for key, values in self._train_metrics.items():
             metrics[key] = sum(values) / len(values)
+        counters = (("env/dropped_episodes", "dropped_episodes"), ("env/restarts", "restarts"))
+        for key, attr in counters:
+            if hasattr(self.env, attr):  # process-worker environments count their failures
+                metrics[key] = float(getattr(self.env, attr))
         logger.log(self.t_env, metrics, episode=self.episode)
         self._reset_window()
         return metrics
@@ -311,8 +317,13 @@ class Experiment:
         buffer holds a batch. Returns the epsilon the episodes were collected with."""
         epsilon = self.epsilon(self.t_env)
         batch, stats = self.collector.run(self.learner.acting_network, epsilon, self.buffer.device)
-        self.buffer.insert(batch)
         self.t_env += stats.env_steps
+        dropped = getattr(self.env, "dropped", None)  # episodes a crashed worker broke
+        if dropped is not None and bool(dropped.any()):
+            keep = ~dropped.to(batch.filled.device)
+            batch = batch.index(keep)
+            stats = RolloutStats(stats.returns[keep], stats.lengths[keep], stats.won[keep])
+        self.buffer.insert(batch)
         self.episode += self.env.num_envs
         self._window["return"] += stats.returns.tolist()
         self._window["length"] += stats.lengths.tolist()

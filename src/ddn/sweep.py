@@ -501,6 +501,16 @@ def run_sweep(
     return [outcomes[s.name] for s in sweep.runs]
 
 
+def _retry_or_fail(name, spec, outcome, queue: list, progress, max_attempts: int) -> None:
+    """A failed attempt: queue the run again first, or mark it failed for good."""
+    if outcome.attempts < max_attempts:
+        print(f"[sweep] {name} failed ({outcome.error}); retrying", file=sys.stderr, flush=True)
+        queue.insert(0, spec)
+    else:
+        outcome.status = "failed"
+        progress.failed += 1
+
+
 def _finish(outcome: Outcome, code: int, started: float, progress: _Progress) -> bool:
     """Record one attempt's exit status; True when the run needs another attempt."""
     outcome.seconds += time.monotonic() - started
@@ -549,16 +559,7 @@ def _schedule_local(
                 del running[name]
                 outcome = outcomes[name]
                 if _finish(outcome, code, started, progress):
-                    if outcome.attempts < max_attempts:
-                        print(
-                            f"[sweep] {name} failed ({outcome.error}); retrying",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                        queue.insert(0, spec)
-                    else:
-                        outcome.status = "failed"
-                        progress.failed += 1
+                    _retry_or_fail(name, spec, outcome, queue, progress, max_attempts)
                 progress.show(out, names, force=True)
             progress.show(out, names)
             time.sleep(0.2)
@@ -638,16 +639,7 @@ def _schedule_ray(
                     code = EXIT_FAILED
                     outcome.error = f"Ray task error: {exc}"[:300]
                 if _finish(outcome, code, started, progress):
-                    if outcome.attempts < max_attempts:
-                        print(
-                            f"[sweep] {name} failed ({outcome.error}); retrying",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                        queue.insert(0, spec)
-                    else:
-                        outcome.status = "failed"
-                        progress.failed += 1
+                    _retry_or_fail(name, spec, outcome, queue, progress, max_attempts)
                 progress.show(out, names, force=True)
             progress.show(out, names)
     except KeyboardInterrupt:

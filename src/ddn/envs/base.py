@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -58,6 +59,9 @@ class VecEnv(ABC):
     """Base class: ``num_envs`` environments, one device, one seeded generator."""
 
     spec: EnvSpec
+    #: True where every copy is a process holding a simulator (SMAC's StarCraft II):
+    #: the training loop then tests with ``batch_size_run`` copies, not one per episode.
+    expensive_copies: ClassVar[bool] = False
 
     def __init__(self, num_envs: int, seed: int = 0, device: str | torch.device = "cpu"):
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
