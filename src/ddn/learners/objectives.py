@@ -30,7 +30,8 @@ from ddn.nets.mixers import (
     wqmix_weights,
 )
 
-MIXER_OF = {"vdn": "vdn", "qmix": "qmix", "qatten": "qatten", "qplex": "qplex"}
+# Methods that are a plain mixer under the TD loss (named like their mixer).
+PLAIN_MIXERS = ("vdn", "qmix", "qatten", "qplex")
 
 
 @dataclass
@@ -101,7 +102,7 @@ class MixerTD(TDObjective):
         elif algo == "qplex":
             kw = {"n_heads": cfg.n_head, "adv_hypernet_layers": cfg.adv_hypernet_layers}
         self.mixer = build_mixer(
-            MIXER_OF[algo], spec.n_agents, spec.state_dim, spec.n_actions,
+            algo, spec.n_agents, spec.state_dim, spec.n_actions,
             embed_dim=cfg.mixing_embed_dim, **kw,
         )  # fmt: skip
 
@@ -243,7 +244,7 @@ def _td_metrics(loss, q_tot, y, mask) -> dict[str, torch.Tensor]:
 
 def build_objective(cfg: Config, spec: EnvSpec) -> TDObjective:
     algo = base_algo(cfg.algo)
-    if algo in MIXER_OF:
+    if algo in PLAIN_MIXERS:
         return MixerTD(cfg, spec)
     if algo in ("cw_qmix", "ow_qmix"):
         return WeightedQMixTD(cfg, spec)
