@@ -64,8 +64,15 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="environments, maps, algorithms, presets")
 
-    r = sub.add_parser("render", help="render a Predator-Prey episode as an animated GIF")
+    r = sub.add_parser("render", help="render a Predator-Prey episode or a SMAX battle as a GIF")
     r.add_argument("--out", type=Path, default=Path("episode.gif"))
+    r.add_argument(
+        "--env",
+        choices=["predator_prey", "smax"],
+        default=None,
+        help="default: the run's environment, else predator_prey",
+    )
+    r.add_argument("--map", dest="map_name", help="SMAX map (default: the run's, else 3m)")
     r.add_argument(
         "--run", type=Path, help="act with this run's latest checkpoint (default: random)"
     )
@@ -228,20 +235,28 @@ def _render(args: argparse.Namespace) -> int:
         if not key.startswith("env."):
             raise ConfigError(f"render --set takes env.PARAM=VALUE, got {key!r}")
         params[key[4:]] = value
-    policy = None
+    env_name, map_name, policy = args.env or "predator_prey", args.map_name, None
     if args.run is not None:
         from ddn.run import load_run, policy_fn
 
         run = load_run(args.run)
-        if run.cfg.env_name != "predator_prey":
-            raise ConfigError(
-                f"ddn render draws Predator-Prey runs; {args.run} is {run.cfg.env_name}"
-            )
+        if args.env is not None and args.env != run.cfg.env_name:
+            raise ConfigError(f"{args.run} is a {run.cfg.env_name} run; drop --env")
+        env_name, map_name = run.cfg.env_name, map_name or run.cfg.map_name
         params = {**run.cfg.env, **params}
         policy = policy_fn(run.policy(args.policy))
     try:
-        info = render_predator_prey(args.out, policy=policy, seed=args.seed, **params)
-    except ValueError as exc:  # bad environment parameters
+        if env_name == "smax":
+            from ddn.analysis.render_smax import render_smax
+
+            info = render_smax(args.out, policy, args.seed, map_name or "3m", **params)
+        elif env_name == "predator_prey":
+            if map_name is not None:
+                raise ConfigError("Predator-Prey has no maps; drop --map")
+            info = render_predator_prey(args.out, policy=policy, seed=args.seed, **params)
+        else:
+            raise ConfigError(f"ddn render draws predator_prey and smax runs, not {env_name}")
+    except ValueError as exc:  # bad environment parameters, missing extra
         raise ConfigError(str(exc)) from None
     print(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()}))
     return 0
