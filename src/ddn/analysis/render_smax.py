@@ -21,7 +21,7 @@ _DEAD = (190, 190, 190)
 
 def _units(env: Any) -> dict[str, np.ndarray]:
     """Battle 0's units as numpy arrays (positions, alive, health fraction, team, type)."""
-    state = env._carry[1].state  # HeuristicEnemySMAX state -> the SMAX State
+    state = env.jax_state.state  # the heuristic-enemy wrapper's state -> SMAX's State
     jenv = env.jaxmarl_env
     types = np.asarray(state.unit_types[0])
     max_health = np.asarray(jenv.unit_type_health)[types]

@@ -254,6 +254,14 @@ class SMAX(VecEnv):
         self._carry: tuple | None = None
         self._last: EnvOutput | None = None
 
+    @property
+    def jax_state(self) -> Any:
+        """The JaxMARL states of the ``B`` battles (batched pytree), for rendering and
+        inspection; ``.state`` holds unit positions, health, types and teams."""
+        if self._carry is None:
+            raise RuntimeError("call reset() first")
+        return self._carry[1]
+
     def _draw_keys(self) -> Any:
         words = torch.randint(
             0, 2**32, (self.num_envs, 2), generator=self.generator, device=self.device
