@@ -24,7 +24,7 @@ def test_every_preset_combination_resolves(env_name, algo):
 
 
 def _preset(*parts: str) -> dict:
-    return config._load_yaml(config._preset_dir().joinpath(*parts))
+    return config.load_yaml_mapping(config._preset_dir().joinpath(*parts))
 
 
 @pytest.mark.parametrize("env_name", ENVS)
@@ -83,7 +83,7 @@ def test_presets_use_only_known_keys():
         root / "default.yaml", *root.glob("envs/*.yaml"), *root.glob("algs/*.yaml"),
         *root.glob("maps/*/*.yaml"),
     ]:  # fmt: skip
-        assert set(config._load_yaml(path)) <= keys, path
+        assert set(config.load_yaml_mapping(path)) <= keys, path
 
 
 def test_map_presets_apply_to_their_map_only():

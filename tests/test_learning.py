@@ -82,15 +82,24 @@ def test_monotonic_methods_miss_the_matrix_optimum(algo, tmp_path):
     assert summary["test/win_rate"] == 0.0
 
 
+def _small_predator_prey(
+    predators: int, side: int, limit: int, test_interval: int, test_nepisode: int
+) -> list[str]:
+    """One prey on a small square grid, no miscapture penalty, small batches."""
+    return [
+        f"env.n_agents={predators}", "env.n_prey=1", f"env.height={side}",
+        f"env.width={side}", f"env.episode_limit={limit}", "env.punishment=0.0",
+        "batch_size_run=16", "batch_size=32", "buffer_size=500",
+        f"test_interval={test_interval}", f"test_nepisode={test_nepisode}",
+        f"log_interval={test_interval}", "save_model=false", "epsilon_anneal_time=10000",
+        "device=cpu",
+    ]  # fmt: skip
+
+
 def test_qmix_improves_on_small_predator_prey(tmp_path):
     """3 predators, 1 prey, 5x5, no miscapture penalty (with p > 0 QMIX learns to stop
     catching: the relative-overgeneralization trap the paper studies)."""
-    overrides = [
-        "env.n_agents=3", "env.n_prey=1", "env.height=5", "env.width=5",
-        "env.episode_limit=25", "env.punishment=0.0", "batch_size_run=16", "batch_size=32",
-        "buffer_size=500", "test_interval=5000", "test_nepisode=32", "log_interval=5000",
-        "save_model=false", "epsilon_anneal_time=10000", "device=cpu",
-    ]  # fmt: skip
+    overrides = _small_predator_prey(3, 5, 25, test_interval=5000, test_nepisode=32)
     cfg = resolve("predator_prey", "qmix", overrides=overrides, seed=0, t_max=40_000)
     exp = Experiment(cfg, tmp_path / "run", progress=False)
     exp.run()
@@ -108,12 +117,7 @@ def test_ddn_vdn_learns_and_its_student_follows(tmp_path):
     reaches >= 90% of its greedy test return once the teacher has plateaued (averages of
     the last three tests, 64 episodes each). Measured: seed 0 92%, seed 1 85% (the
     student sees a 5x5 window of the grid, the teacher the whole state)."""
-    overrides = [
-        "env.n_agents=2", "env.n_prey=1", "env.height=4", "env.width=4",
-        "env.episode_limit=20", "env.punishment=0.0", "batch_size_run=16", "batch_size=32",
-        "buffer_size=500", "test_interval=10000", "test_nepisode=64", "log_interval=10000",
-        "save_model=false", "epsilon_anneal_time=10000", "device=cpu",
-    ]  # fmt: skip
+    overrides = _small_predator_prey(2, 4, 20, test_interval=10000, test_nepisode=64)
     cfg = resolve("predator_prey", "ddn_vdn", overrides=overrides, seed=0, t_max=150_000)
     exp = Experiment(cfg, tmp_path / "run", progress=False)
     exp.run()

@@ -243,13 +243,14 @@ def _preset_dir() -> Path:
     return Path(str(resources.files("ddn") / "configs"))
 
 
-def _load_yaml(path: Path) -> dict[str, Any]:
+def load_yaml_mapping(path: Path, what: str = "config keys") -> dict[str, Any]:
+    """A YAML file holding a mapping (presets, sweep files), or one ConfigError."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of config keys")
+        raise ConfigError(f"{path} must hold a mapping of {what}")
     return data
 
 
@@ -288,17 +289,17 @@ def resolve(
 ) -> Config:
     """Presets + overrides -> a validated Config (what ``ddn train`` runs)."""
     presets = _preset_dir()
-    values = _load_yaml(presets / "default.yaml")
+    values = load_yaml_mapping(presets / "default.yaml")
     env_file = presets / "envs" / f"{env_name}.yaml"
     if env_file.exists():
-        values = _merge(values, _load_yaml(env_file))
+        values = _merge(values, load_yaml_mapping(env_file))
     # Per-map settings where the paper uses them (e.g. 3s5z_vs_3s6z's budget and lr).
     map_file = presets / "maps" / env_name / f"{map_name}.yaml"
     if map_name is not None and map_file.exists():
-        values = _merge(values, _load_yaml(map_file))
+        values = _merge(values, load_yaml_mapping(map_file))
     alg_file = presets / "algs" / f"{algo}.yaml"
     if alg_file.exists():
-        values = _merge(values, _load_yaml(alg_file))
+        values = _merge(values, load_yaml_mapping(alg_file))
     values = _merge(values, {"env_name": env_name, "algo": algo, "map_name": map_name})
     values = _merge(values, {k: v for k, v in explicit.items() if v is not None})
     for item in overrides:
@@ -314,7 +315,7 @@ def resolve(
 
 def load(path: str | Path) -> Config:
     """Read a run folder's resolved ``config.yaml``."""
-    return from_dict(_load_yaml(Path(path)))
+    return from_dict(load_yaml_mapping(Path(path)))
 
 
 def save(cfg: Config, path: str | Path) -> None:

@@ -56,7 +56,7 @@ from typing import Any
 
 import yaml
 
-from ddn.config import Config, ConfigError, parse_override, resolve
+from ddn.config import Config, ConfigError, load_yaml_mapping, parse_override, resolve
 
 _TOP_KEYS = {
     "name",
@@ -152,12 +152,7 @@ def load_sweep(path: str | Path) -> Sweep:
     """Read and expand a sweep file; every run's config is resolved (validated) here, so a
     typo stops the sweep before anything starts."""
     path = find_sweep_file(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping (algos, envs, seeds, ...)")
+    data = load_yaml_mapping(path, "sweep keys (algos, envs, seeds, ...)")
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ConfigError(
