@@ -845,3 +845,23 @@ def test_guiding_and_local_networks_have_the_documented_inputs():
                              hypernet_dim=2)  # fmt: skip
     assert lpn.iob.value_dim == 4 and lpn.iob.hyper.in_features == 4 + 3 + 2
     assert "state_dim" not in inspect.signature(LocalPolicyNetwork).parameters
+
+
+@pytest.mark.parametrize("extra", [(), ("personalized_state=false",)])
+def test_whole_episode_unroll_equals_acting_step_by_step(extra):
+    """The learner's time-major unroll over a batch (shared, cached inputs) computes what
+    the networks compute one env step at a time while acting."""
+    learner, batch = setup("ddn", *extra)
+    baseline = build_learner(tiny_cfg("qmix", *extra), learner.spec, CPU).agent
+    for net in (learner.teacher, learner.student, baseline):
+        with torch.no_grad():
+            whole = net.sequence(batch)
+            e, t1 = batch.obs.shape[:2]
+            hidden = net.initial_hidden(e, CPU)
+            last = batch.last_actions()
+            for t in range(t1):
+                step_out = SimpleNamespace(obs=batch.obs[:, t], state=batch.state[:, t])
+                q, hidden = net.step(step_out, last[:, t], hidden)
+                torch.testing.assert_close(whole.q[:, t], q, rtol=1e-5, atol=1e-5)
+    # The inputs were built once for all three networks.
+    assert len(batch.__dict__["_agent_inputs"]) == 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ddn.envs import EnvSpec
+from ddn.nets.agent import build_agent_inputs
 
 
 @dataclass
@@ -49,6 +50,22 @@ class EpisodeBatch:
         """[E, T+1, N]: the action taken before each step; -1 before the first."""
         first = torch.full_like(self.actions[:, :1], -1)
         return torch.cat((first, self.actions), dim=1)
+
+    def agent_inputs(self, n_actions: int, last_action: bool, agent_id: bool) -> torch.Tensor:
+        """[E, T+1, N, D]: every step's local information [o_i, u_i^{t-1}, id_i].
+
+        Built once per batch and shared by every network that unrolls it (online and
+        target agents, DDN's teacher and student). The storage is time-major
+        ([T+1, E, N, D]), the layout the agent networks compute in, and the obs come
+        first in D, so ``x.transpose(0, 1)[..., :O]`` is the obs without a copy.
+        """
+        cache = self.__dict__.setdefault("_agent_inputs", {})
+        key = (n_actions, last_action, agent_id)
+        if key not in cache:
+            last = self.last_actions().transpose(0, 1) if last_action else None
+            x = build_agent_inputs(self.obs.transpose(0, 1), last, n_actions, agent_id)
+            cache[key] = x.transpose(0, 1)
+        return cache[key]
 
     def index(self, idx: torch.Tensor | slice, max_t: int | None = None) -> EpisodeBatch:
         """Episodes ``idx``, trimmed to ``max_t`` transitions."""

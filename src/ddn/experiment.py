@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ddn import config as config_mod
+from ddn.allocator import keep_freed_memory
 from ddn.buffer import EpisodeBuffer
 from ddn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ddn.config import Config, ConfigError, is_ddn
@@ -117,6 +118,7 @@ class Experiment:
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
         self.progress = progress
         self.device = resolve_device(cfg.device)
+        keep_freed_memory()  # updates reuse their activations' pages (ddn/allocator.py)
         set_seed(cfg.seed)
         self.env = make_env(cfg, cfg.batch_size_run, cfg.seed, self.device)
         self.spec = self.env.spec

@@ -103,11 +103,11 @@ class DistillationLosses(nn.Module):
             loss = loss + cfg.w_q * l_q
             metrics["train/L_Q"] = l_q.detach()
         if cfg.distill_feature:
-            # Features are [E, T, N, H] views of [E, N, T, H] storage (nets/agent.py): take
+            # Features are [E, T, N, H] views of [T, E, N, H] storage (nets/agent.py): take
             # the KL in storage order, then view it back, so nothing H-wide is copied.
             kl = kl_divergence(
-                teacher.feature.transpose(1, 2), student.feature.transpose(1, 2)
-            ).transpose(1, 2)[:, :t]
+                teacher.feature.transpose(0, 1), student.feature.transpose(0, 1)
+            ).transpose(0, 1)[:, :t]
             l_f = (kl * alive_f).sum() / n_steps
             loss = loss + cfg.w_feature * l_f
             metrics["train/L_F"] = l_f.detach()

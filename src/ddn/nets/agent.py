@@ -68,7 +68,7 @@ class RNNAgent(nn.Module):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.fc1 = nn.Linear(input_dim, hidden_dim)
-        self.rnn = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
+        self.rnn = nn.GRU(hidden_dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, n_actions)
 
     def initial_hidden(self, batch: int, n_agents: int, device: torch.device) -> torch.Tensor:
@@ -79,19 +79,21 @@ class RNNAgent(nn.Module):
     ) -> tuple[AgentOutput, torch.Tensor]:
         """inputs [E, T, N, D] (h0 [E, N, H] or None) -> (outputs [E, T, N, ...], h_T [E, N, H]).
 
-        The GRU wants each (episode, agent) sequence contiguous: the inputs are read in
-        [E, N, T] order (fc1 copies them once, at width D) and the outputs are returned
-        as [E, T, N] views, so no H-wide tensor is ever transposed in memory.
+        The GRU runs time-major (``batch_first=False``): that is the layout its CPU and
+        cuDNN kernels use, so a batch-first call would transpose its input and output
+        in memory. The inputs are read in [T, E, N] order (fc1 copies them once, at
+        width D) and the outputs are returned as [E, T, N] views of [T, E, N] storage,
+        so no H-wide tensor is ever transposed in memory.
         """
         e, t, n, _ = inputs.shape
-        feature = F.relu(self.fc1(inputs.transpose(1, 2)))  # [E, N, T, H], contiguous
+        feature = F.relu(self.fc1(inputs.transpose(0, 1)))  # [T, E, N, H], contiguous
         h = None if h0 is None else h0.reshape(1, e * n, self.hidden_dim)
-        out, h_last = self.rnn(feature.reshape(e * n, t, self.hidden_dim), h)
-        hidden = out.view(e, n, t, self.hidden_dim)
+        out, h_last = self.rnn(feature.view(t, e * n, self.hidden_dim), h)
+        hidden = out.view(t, e, n, self.hidden_dim)
         q = self.fc2(hidden)
         return (
             AgentOutput(
-                q=q.transpose(1, 2), hidden=hidden.transpose(1, 2), feature=feature.transpose(1, 2)
+                q=q.transpose(0, 1), hidden=hidden.transpose(0, 1), feature=feature.transpose(0, 1)
             ),
             h_last.reshape(e, n, self.hidden_dim),
         )
@@ -129,7 +131,7 @@ class AgentQNetwork(nn.Module):
 
     def sequence(self, batch: EpisodeBatch) -> AgentOutput:
         """Unroll whole episodes: outputs [E, T+1, N, ...]."""
-        out, _ = self.net(self._inputs(batch.obs, batch.last_actions()))
+        out, _ = self.net(batch.agent_inputs(self.n_actions, self.last_action, self.agent_id))
         return out
 
     def step(

@@ -42,6 +42,13 @@ class _FusedAgent(nn.Module):
             obs, last_actions if self.last_action else None, self.n_actions, self.agent_id
         )
 
+    def batch_local_info(self, batch: EpisodeBatch) -> torch.Tensor:
+        """x_i for every step of ``batch``, time-major [T+1, E, N, D] (shared, see
+        :meth:`~ddn.buffer.EpisodeBatch.agent_inputs`): the blocks compute in that
+        layout so that their matmuls read contiguous rows."""
+        x = batch.agent_inputs(self.n_actions, self.last_action, self.agent_id)
+        return x.transpose(0, 1)
+
     def initial_hidden(self, batch: int, device: torch.device) -> torch.Tensor:
         return torch.zeros(batch, self.n_agents, self.hidden_dim, device=device)
 
@@ -62,22 +69,25 @@ class GuidingNetwork(_FusedAgent):
             agent_in = state_dim + self.local_dim
         self.net = RNNAgent(agent_in, n_actions, hidden_dim)
 
-    def _inputs(self, obs, state, last_actions) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.local_info(obs, last_actions)
+    def _inputs(
+        self, x: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the MLP's input, the PFB output S_hat_i or None) from x [..., N, D], S [..., S]."""
         if self.pfb is None:
             raw = state.unsqueeze(-2).expand(*x.shape[:-1], state.shape[-1])
             return torch.cat((raw, x), dim=-1), None
-        block = self.pfb(x, state)  # S_hat_i
+        block = self.pfb(x, state)
         return block, block
 
     def sequence(self, batch: EpisodeBatch) -> AgentOutput:
-        inputs, block = self._inputs(batch.obs, batch.state, batch.last_actions())
-        out, _ = self.net(inputs)
-        out.block = block
+        # Time-major in, [E, T, N, ...] views out (see batch_local_info).
+        inputs, block = self._inputs(self.batch_local_info(batch), batch.state.transpose(0, 1))
+        out, _ = self.net(inputs.transpose(0, 1))
+        out.block = None if block is None else block.transpose(0, 1)
         return out
 
     def step(self, env_out: EnvOutput, last_actions: torch.Tensor, hidden: torch.Tensor):
-        inputs, _ = self._inputs(env_out.obs, env_out.state, last_actions)
+        inputs, _ = self._inputs(self.local_info(env_out.obs, last_actions), env_out.state)
         out, h = self.net(inputs.unsqueeze(1), hidden)
         return out.q[:, 0], h
 
@@ -89,6 +99,7 @@ class LocalPolicyNetwork(_FusedAgent):
                  fusion_dim: int = 32, hypernet_dim: int = 4, last_action: bool = True,
                  agent_id: bool = True) -> None:  # fmt: skip
         super().__init__(obs_dim, n_agents, n_actions, hidden_dim, last_action, agent_id)
+        self.obs_dim = obs_dim
         self.iob = FusionBlock(self.local_dim, obs_dim, fusion_dim, hypernet_dim)
         self.net = RNNAgent(fusion_dim, n_actions, hidden_dim)
 
@@ -102,7 +113,10 @@ class LocalPolicyNetwork(_FusedAgent):
         return out, h
 
     def sequence(self, batch: EpisodeBatch) -> AgentOutput:
-        out, _ = self(batch.obs, batch.last_actions())
+        x = self.batch_local_info(batch)
+        block = self.iob(x, x[..., : self.obs_dim]).transpose(0, 1)  # x_i begins with o_i
+        out, _ = self.net(block)
+        out.block = block
         return out
 
     def step(self, env_out: EnvOutput, last_actions: torch.Tensor, hidden: torch.Tensor):
