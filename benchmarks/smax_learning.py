@@ -1,11 +1,12 @@
-"""Learning on SMAX 3m: greedy test win rate against env steps and wall-clock time.
+"""Learning on SMAX (default map 3m): greedy test win rate against env steps and wall-clock time.
 
-Trains each algorithm with ddn's own training loop on SMAX (JaxMARL's SMAC) map 3m with
+Trains each algorithm with ddn's own training loop on a SMAX (JaxMARL's SMAC) map with
 the `smax` preset (8 parallel battles, batch 32 episodes, epsilon over 100k steps) plus
 PyMARL2's optimiser settings (Adam lr 1e-3, TD(lambda) 0.6), then prints each run's test
 win-rate curve and the steps and minutes at which it first reached the target.
 
     python benchmarks/smax_learning.py [--algos qmix ddn] [--t-max 300000] [--out DIR]
+    python benchmarks/smax_learning.py --algos qmix --map 2s_vs_1sc --t-max 300000
 
 Needs the `smax` extra. The run folders stay in --out for `ddn plot` and `ddn report`.
 """

@@ -2,6 +2,9 @@
 included, for QMIX and DDN on 3m and 3s5z (the `smax` preset: 8 battles, batch 32).
 
     python benchmarks/smax_training_throughput.py [--seconds 30] [--maps 3m 3s5z]
+    python benchmarks/smax_training_throughput.py --maps 3s5z MMM2 2s_vs_1sc --algos qmix
+
+(``MMM2`` and ``2s_vs_1sc`` are ddn's medivac / spine-crawler maps, ``docs/smax.md``.)
 
 The buffer is first filled to one batch (no updates happen before); then the loop body
 (`Experiment.iteration`) runs for --seconds. Early in training (epsilon near 1) battles

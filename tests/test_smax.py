@@ -79,7 +79,13 @@ def test_map_list_matches_jaxmarl() -> None:
         pytest.skip(smax_mod.INSTALL_HINT)
     from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
 
-    assert set(smax_mod.SMAX_MAPS) == set(MAP_NAME_TO_SCENARIO)
+    from ddn.envs.smax_units import UNITS_MAPS
+
+    # JaxMARL's maps, then ddn's own (medivacs, the spine crawler: tests/test_smax_units.py).
+    assert not set(UNITS_MAPS) & set(MAP_NAME_TO_SCENARIO)
+    assert set(smax_mod.SMAX_MAPS) == set(MAP_NAME_TO_SCENARIO) | set(UNITS_MAPS)
+    limits = {name: m.episode_limit for name, m in UNITS_MAPS.items()}
+    assert limits == smax_mod.UNITS_MAP_EPISODE_LIMITS
 
 
 # ------------------------------------------------------------------ vs raw jaxmarl

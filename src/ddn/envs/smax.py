@@ -34,8 +34,14 @@ import torch
 from ddn.envs.base import EnvOutput, EnvSpec, VecEnv
 from ddn.envs.registry import _suggest, check_float, check_int, register
 
-#: Every scenario JaxMARL 0.2 ships (``jaxmarl.environments.smax.MAP_NAME_TO_SCENARIO``).
-#: Kept here so a typo is reported, with the valid names, even where jaxmarl is absent.
+#: The maps ddn adds on SMAX's engine (``ddn.envs.smax_units``: medivacs, a spine crawler),
+#: with SMAC's episode limits, the default ``episode_limit`` there. Jax-free, like
+#: :data:`SMAX_MAPS`; a test checks it against ``smax_units.UNITS_MAPS``.
+UNITS_MAP_EPISODE_LIMITS: dict[str, int] = {"MMM2": 180, "2s_vs_1sc": 300}
+
+#: Every scenario JaxMARL 0.2 ships (``jaxmarl.environments.smax.MAP_NAME_TO_SCENARIO``),
+#: then ddn's own. Kept here so a typo is reported, with the valid names, even where
+#: jaxmarl is absent.
 SMAX_MAPS: tuple[str, ...] = (
     "3m",
     "8m",
@@ -51,6 +57,7 @@ SMAX_MAPS: tuple[str, ...] = (
     "smacv2_5_units",
     "smacv2_10_units",
     "smacv2_20_units",
+    *UNITS_MAP_EPISODE_LIMITS,
 )
 
 INSTALL_HINT = "SMAX needs the optional extra: pip install 'ddn[smax]' (or pip install jaxmarl)"
@@ -67,8 +74,16 @@ DEFAULT_REWARD_SCALE = 10.0
 #: compares the step counter before the step increments it. ddn's ``episode_limit`` counts
 #: the steps an episode really has (the buffer's length), so the default is 101 and
 #: JaxMARL gets ``max_steps = episode_limit - 1``: episodes as long as in JaxMARL's
-#: baselines. (SMAC's real limits differ per map, see docs/smax.md.)
+#: baselines. (SMAC's real limits differ per map, see docs/smax.md.) ddn's own maps default
+#: to SMAC's limits instead (:data:`UNITS_MAP_EPISODE_LIMITS`): they have no JaxMARL
+#: baseline to match.
 DEFAULT_EPISODE_LIMIT = 101
+
+
+def default_episode_limit(map_name: str) -> int:
+    """``episode_limit`` where the user sets none: SMAC's for ddn's maps, else 101."""
+    return UNITS_MAP_EPISODE_LIMITS.get(map_name, DEFAULT_EPISODE_LIMIT)
+
 
 _ATTACK_MODES = ("closest", "random")
 
@@ -82,17 +97,19 @@ class MissingExtraError(ImportError, ValueError):
 
 
 def _import_jax() -> tuple[Any, Any, Any]:
-    """``(jax, jax.numpy, jaxmarl.environments.smax)``, or :class:`MissingExtraError`."""
+    """``(jax, jax.numpy, ddn.envs.smax_units)``, or :class:`MissingExtraError`."""
     # JAX on a GPU grabs 75% of its memory at start-up by default; torch shares that GPU.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     try:
         with _quiet_import():
             import jax
             import jax.numpy as jnp
-            from jaxmarl.environments import smax as jaxmarl_smax
+            import jaxmarl.environments.smax  # noqa: F401  (fails first where it is absent)
+
+            from ddn.envs import smax_units
     except ImportError as exc:
         raise MissingExtraError(f"{INSTALL_HINT} ({exc})") from exc
-    return jax, jnp, jaxmarl_smax
+    return jax, jnp, smax_units
 
 
 @contextlib.contextmanager
@@ -123,13 +140,17 @@ def _build(map_name: str, episode_limit: int, attack_mode: str) -> _Compiled:
 
 
 class _Compiled:
-    """The JaxMARL environment and its vmapped, jitted reset/step over ``B`` battles."""
+    """The JaxMARL environment and its vmapped, jitted reset/step over ``B`` battles.
+
+    Every map runs on ``smax_units``' extension of JaxMARL's engine (JaxMARL's own maps
+    with SMAX's six unit types, on which it computes exactly what JaxMARL computes).
+    """
 
     def __init__(self, map_name: str, episode_limit: int, attack_mode: str):
-        jax, jnp, jsmax = _import_jax()
+        jax, jnp, smax_units = _import_jax()
         self.jax, self.jnp = jax, jnp
-        env = jsmax.HeuristicEnemySMAX(
-            scenario=jsmax.map_name_to_scenario(map_name),
+        env = smax_units.make_heuristic_env(
+            map_name,
             max_steps=episode_limit - 1,  # see DEFAULT_EPISODE_LIMIT
             attack_mode=attack_mode,
         )
@@ -166,11 +187,11 @@ class _Compiled:
             act = {a: actions[i] for i, a in enumerate(agents)}
             obs, new_state, rewards, _, _ = env.step_env(k_step, state, act)
             obs_arr, world, avail = pack(obs, new_state)
-            alive = new_state.state.unit_alive
-            allies_dead = ~jnp.any(alive[:n_allies])
-            enemies_dead = ~jnp.any(alive[n_allies:])
-            # A battle ends when one side is wiped out; both at once is a draw (SMAX
-            # gives no win bonus then), so "won" needs a surviving ally.
+            # A side is defeated when no unit but medivacs is left (SMAC's rule; on maps
+            # without medivacs: wiped out). A battle ends when one side is defeated; both
+            # at once is a draw (SMAX gives no win bonus then, SMAC counts a loss), so
+            # "won" needs an undefeated ally side.
+            allies_dead, enemies_dead = env.defeated(new_state)
             ended = allies_dead | enemies_dead
             won = enemies_dead & ~allies_dead
             truncated = ~ended & (new_state.state.step >= episode_limit)
@@ -213,9 +234,11 @@ class SMAX(VecEnv):
 
     ``obs`` are JaxMARL's unit-list observations of the allies, ``state`` is its
     ``world_state``, ``avail`` its available-action masks (a dead ally may only
-    ``stop``, action 4). ``terminated`` means one side was wiped out, ``won`` that the
-    enemies were and an ally survives, ``truncated`` that ``episode_limit`` steps
-    passed first. ``reward`` is JaxMARL's team reward times ``reward_scale``.
+    ``stop``, action 4). ``terminated`` means one side was wiped out (or has only
+    medivacs left), ``won`` that the enemies were and the allies were not,
+    ``truncated`` that ``episode_limit`` steps passed first (default: 101, SMAC's limit
+    on ``MMM2`` and ``2s_vs_1sc``). ``reward`` is JaxMARL's team reward times
+    ``reward_scale``. ``MMM2`` and ``2s_vs_1sc`` are ddn's (``ddn.envs.smax_units``).
 
     Returned tensors may share memory with JAX buffers: treat them as read-only.
     """
@@ -228,14 +251,14 @@ class SMAX(VecEnv):
         *,
         map_name: str = "3m",
         reward_scale: float = DEFAULT_REWARD_SCALE,
-        episode_limit: int = DEFAULT_EPISODE_LIMIT,
+        episode_limit: int | None = None,
         attack_mode: str = "closest",
     ):
         super().__init__(num_envs, seed, device)
         if map_name not in SMAX_MAPS:
             raise ValueError(
                 f"unknown SMAX map {map_name!r}.{_suggest(str(map_name), list(SMAX_MAPS))} "
-                f"Valid maps: {', '.join(SMAX_MAPS)} (SMAX has no MMM2 and no 2s_vs_1sc)"
+                f"Valid maps: {', '.join(SMAX_MAPS)}"
             )
         if attack_mode not in _ATTACK_MODES:
             raise ValueError(
@@ -244,6 +267,8 @@ class SMAX(VecEnv):
             )
         self.map_name = map_name
         self.reward_scale = check_float("reward_scale", reward_scale)
+        if episode_limit is None:
+            episode_limit = default_episode_limit(map_name)
         self.episode_limit = check_int("episode_limit", episode_limit, 1)
         self.attack_mode = attack_mode
         self._sim = _build(map_name, self.episode_limit, attack_mode)
