@@ -5,9 +5,10 @@ environments once counts ``B`` env steps. Both sides play uniformly random *avai
 actions with the paper's preset (8 predators, 8 prey, 10x10 grid, 200-step episodes),
 and the timed loop includes everything an episode collector pays for:
 
-* vectorized: drawing the actions (``torch.rand`` masked with ``avail`` + ``argmax``),
-  ``env.step`` (which computes obs, state and avail), and ``reset()`` when every
-  environment has finished;
+* vectorized: drawing the actions with torch (``torch.rand`` plus ``avail``, then
+  ``argmax``: uniform over the available actions), ``env.step`` (which checks the
+  actions and computes obs, state and avail), counting the running environments, and
+  ``reset()`` when every environment has finished;
 * reference (``tests/reference_predator_prey.py``): ``B`` environments stepped one after
   another in Python, each step drawing its predator/prey orders, prey moves and actions
   with Python's ``random`` and computing ``obs()``, ``state()`` and ``avail()``, with a
@@ -59,20 +60,25 @@ class VectorizedBench:
     def run(self, seconds: float, min_episodes: int) -> dict[str, float]:
         env, gen = self.env, self.gen
         out = env.reset()
+        running = env.num_envs
         steps, episodes = 0, 0
         start = time.perf_counter()
         while True:
+            # Available actions score in [1, 2), unavailable ones in [0, 1): the argmax is
+            # uniform over the available ones.
             u = torch.rand(out.avail.shape, generator=gen)
-            actions = u.masked_fill(~out.avail, -1.0).argmax(dim=-1)
-            running = int((~out.done).sum())
+            actions = (u + out.avail).argmax(dim=-1)
             out = env.step(actions)
             steps += running
-            if bool(out.done.all()):
+            done = out.done
+            running = env.num_envs - int(done.sum())
+            if running == 0:
                 episodes += 1
                 elapsed = time.perf_counter() - start
                 if elapsed >= seconds and episodes >= min_episodes:
                     return {"steps": steps, "seconds": elapsed, "episodes": episodes}
                 out = env.reset()
+                running = env.num_envs
 
 
 class ReferenceBench:

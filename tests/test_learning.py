@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from ddn.analysis.plot import metric_series
 from ddn.config import resolve
+from ddn.evaluate import evaluate
 from ddn.experiment import Experiment
 from ddn.nets.mixers import MixContext
 from ddn.rollout import Collector
@@ -114,9 +115,11 @@ def test_qmix_improves_on_small_predator_prey(tmp_path):
 def test_ddn_vdn_learns_and_its_student_follows(tmp_path):
     """DDN on VDN, 2 predators / 1 prey on 4x4 (p = 0), paper defaults for DDN: the GGN
     learns to capture and the LPN, trained only by distillation from local observations,
-    reaches >= 90% of its greedy test return once the teacher has plateaued (averages of
-    the last three tests, 64 episodes each). Measured: seed 0 92%, seed 1 85% (the
-    student sees a 5x5 window of the grid, the teacher the whole state)."""
+    reaches >= 90% of the GGN's greedy test return at the end of training. The final
+    returns are measured on 2,048 episodes each: on the 64-episode periodic tests the
+    ratio's noise is about as large as the margin. Measured (student / teacher): seeds
+    0, 1, 2 -> 0.940, 0.982, 0.944 (the student sees a 5x5 window of the grid, the
+    teacher the whole state)."""
     overrides = _small_predator_prey(2, 4, 20, test_interval=10000, test_nepisode=64)
     cfg = resolve("predator_prey", "ddn_vdn", overrides=overrides, seed=0, t_max=150_000)
     exp = Experiment(cfg, tmp_path / "run", progress=False)
@@ -124,7 +127,12 @@ def test_ddn_vdn_learns_and_its_student_follows(tmp_path):
     _, teacher = metric_series(exp.run_dir, "test/return_mean")
     _, student = metric_series(exp.run_dir, "test_student/return_mean")
     assert len(teacher) == len(student) >= 15
-    teacher_last, student_last = sum(teacher[-3:]) / 3, sum(student[-3:]) / 3
+    teacher_last = sum(teacher[-3:]) / 3
     assert teacher_last >= 6.0, teacher
     assert teacher_last >= teacher[0] + 5.0, teacher
-    assert student_last >= 0.9 * teacher_last, (teacher, student)
+    policies = exp.learner.evaluation_policies()
+    final = {
+        name: evaluate(policies[name], exp.test_env, 2048)["test/return_mean"]
+        for name in ("test", "test_student")
+    }
+    assert final["test_student"] >= 0.9 * final["test"], final

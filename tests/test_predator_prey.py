@@ -3,8 +3,10 @@
 Rules: ``shared/spec/predator-prey.md``. The vectorized environment draws all its
 randomness in ``_reset_noise()`` / ``_step_noise()``; the equivalence tests record those
 draws and replay them through ``tests/reference_predator_prey.py``, one reference per
-environment, comparing every output exactly at every step. The scenario tests write
-positions straight into the environment's tensors and force the step noise.
+environment, comparing every output exactly at every step. (Recording replaces
+``_step_noise`` on the instance; with it untouched, the step kernel makes the same draws
+itself, which ``test_kernel_draws_are_step_noise_draws`` checks.) The scenario tests
+write positions straight into the environment's tensors and force the step noise.
 """
 
 from __future__ import annotations
@@ -12,11 +14,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ddn.envs import make
-from ddn.envs.predator_prey import EMPTY, PREDATOR, PREY, StepNoise
+from ddn.envs.predator_prey import (
+    EMPTY,
+    PREDATOR,
+    PREY,
+    KernelGenerator,
+    ResetNoise,
+    StepNoise,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_predator_prey import RefPredatorPrey
@@ -73,13 +83,13 @@ def place(env, predators, prey, envs=None):
 def force_noise(env, predator_order=None, prey_order=None, prey_u=None):
     """Make every later step use these orders / prey draws (same in every env)."""
     b, n, m = env.num_envs, env.n_agents, env.n_prey
-    po = torch.tensor(list(range(n)) if predator_order is None else predator_order)
-    qo = torch.tensor(list(range(m)) if prey_order is None else prey_order)
-    u = torch.tensor([0.0] * m if prey_u is None else prey_u, dtype=torch.float32)
+    po = np.array(list(range(n)) if predator_order is None else predator_order, np.int64)
+    qo = np.array(list(range(m)) if prey_order is None else prey_order, np.int64)
+    u = np.array([0.0] * m if prey_u is None else prey_u, np.float32)
     noise = StepNoise(
-        predator_order=po.expand(b, n).clone(),
-        prey_order=qo.expand(b, m).clone(),
-        prey_u=u.expand(b, m).clone(),
+        predator_order=np.tile(po, (b, 1)),
+        prey_order=np.tile(qo, (b, 1)),
+        prey_u=np.tile(u, (b, 1)),
     )
     env._step_noise = lambda: noise
 
@@ -675,6 +685,169 @@ def test_successive_resets_differ_and_envs_differ():
     s1, s2 = env.reset().state.clone(), env.reset().state
     assert not torch.equal(s1, s2)
     assert len({tuple(row) for row in s1.tolist()}) == 8
+
+
+# ---------------------------------------------------------------------------- the generator
+def _episode_outputs(env, actions_seed=0, steps=None):
+    """Step ``env`` from a reset with seeded random available actions; every output."""
+    policy = torch.Generator().manual_seed(actions_seed)
+    outs = [env.reset()]
+    for _ in range(env.spec.episode_limit if steps is None else steps):
+        weights = outs[-1].avail.float()
+        weights[..., CATCH] *= 4.0  # captures and freezing happen often
+        a = torch.multinomial(weights.view(-1, 6), 1, generator=policy)
+        outs.append(env.step(a.view(env.num_envs, env.n_agents)))
+        if bool(outs[-1].done.all()):
+            break
+    return outs
+
+
+def _same_outputs(xs, ys):
+    assert len(xs) == len(ys)
+    for x, y in zip(xs, ys, strict=True):
+        for field in ("obs", "state", "avail", "reward", "terminated", "truncated", "won"):
+            assert torch.equal(getattr(x, field), getattr(y, field)), field
+
+
+def test_generator_same_seed_same_draws_other_seed_other_draws():
+    def draws(seed):
+        env = make("predator_prey", num_envs=4, seed=seed)
+        noise = [env._reset_noise().cells]
+        for _ in range(3):
+            step = env._step_noise()
+            noise += [step.predator_order, step.prey_order, step.prey_u]
+        return noise
+
+    a, b, c = draws(7), draws(7), draws(8)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not any(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+    gen = KernelGenerator(7)
+    assert gen.initial_seed() == 7
+    assert torch.equal(gen.get_state(), KernelGenerator(0).manual_seed(7).get_state())
+
+
+def test_draws_are_well_formed_and_roughly_uniform():
+    b = 4096
+    env = make("predator_prey", num_envs=b, seed=0, n_agents=4, n_prey=3, height=3, width=4)
+    cells = env._reset_noise().cells
+    assert cells.shape == (b, 7) and cells.dtype == np.int64
+    assert all(len(set(row)) == 7 for row in cells.tolist())
+    assert cells.min() >= 0 and cells.max() < 12
+    noise = env._step_noise()
+    assert (np.sort(noise.predator_order, axis=1) == np.arange(4)).all()
+    assert (np.sort(noise.prey_order, axis=1) == np.arange(3)).all()
+    u = noise.prey_u
+    assert u.dtype == np.float32 and u.min() >= 0.0 and u.max() < 1.0
+    # Counts far outside binomial noise (6 standard deviations) would mean a biased draw.
+    for counts, p in [
+        (np.bincount(cells[:, 0], minlength=12), 1 / 12),
+        (np.bincount(noise.predator_order[:, 0], minlength=4), 1 / 4),
+        (np.bincount(noise.prey_order[:, 2], minlength=3), 1 / 3),
+        (np.bincount((u.ravel() * 10).astype(int), minlength=10), 1 / 10),
+    ]:
+        n = counts.sum()
+        assert np.abs(counts - n * p).max() < 6 * np.sqrt(n * p * (1 - p)), counts
+
+
+def test_two_envs_with_one_seed_are_independent_objects():
+    """Each env owns its stream: stepping one does not move the other's."""
+    a = make("predator_prey", num_envs=3, seed=5)
+    b = make("predator_prey", num_envs=3, seed=5)
+    a.reset()
+    a.reset()  # a is now one reset ahead; b must start where a started
+    c = make("predator_prey", num_envs=3, seed=5)
+    assert torch.equal(b.reset().state, c.reset().state)
+    assert not torch.equal(a.generator.get_state(), b.generator.get_state())
+
+
+def test_kernel_draws_are_step_noise_draws():
+    """With ``_step_noise`` untouched the step kernel draws the noise itself; wrapping the
+    method (as the reference tests do) takes the other path. Both must play identically."""
+    params = dict(n_agents=4, n_prey=1, height=4, width=4, episode_limit=40)
+    inline = make("predator_prey", num_envs=16, seed=3, **params)
+    called = make("predator_prey", num_envs=16, seed=3, **params)
+    calls = []
+    own = called._step_noise
+    called._step_noise = lambda: calls.append(1) or own()
+    for episode in range(3):
+        xs = _episode_outputs(inline, actions_seed=episode)
+        ys = _episode_outputs(called, actions_seed=episode)
+        _same_outputs(xs, ys)
+        # Captures happened, envs finished early and waited (frozen) for the others.
+        assert bool(xs[-1].terminated.any()) and len(xs) > 2
+    assert len(calls) > 0
+    assert torch.equal(inline.generator.get_state(), called.generator.get_state())
+
+
+def test_generator_state_round_trip_replays_exactly():
+    env = make("predator_prey", num_envs=8, seed=1, n_agents=4, n_prey=3, height=5, width=5)
+    _episode_outputs(env, steps=7)  # somewhere mid-stream
+    saved = env.generator.get_state()
+    assert saved.dtype == torch.uint8 and saved.shape == (8,)
+    first = _episode_outputs(env, actions_seed=9)
+    after = env.generator.get_state()
+    assert not torch.equal(saved, after)
+    # The saved state is a copy: stepping on did not change it.
+    env.generator.set_state(saved)
+    _same_outputs(first, _episode_outputs(env, actions_seed=9))
+    assert torch.equal(env.generator.get_state(), after)
+    # Another env object restored from the same bytes plays the same episode as well.
+    other = make("predator_prey", num_envs=8, seed=99, n_agents=4, n_prey=3, height=5, width=5)
+    other.generator.set_state(saved)
+    _same_outputs(first, _episode_outputs(other, actions_seed=9))
+
+
+def test_generator_rejects_a_foreign_state():
+    gen = KernelGenerator(0)
+    with pytest.raises(ValueError, match=r"uint8 tensor of 8 bytes.*older ddn version"):
+        gen.set_state(torch.Generator().get_state())
+    with pytest.raises(ValueError, match="got a list"):
+        gen.set_state([0] * 8)
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_rejected_step_draws_nothing(wrapped):
+    env = make("predator_prey", num_envs=2, seed=0, n_agents=2, n_prey=1, height=5, width=5)
+    if wrapped:
+        own = env._step_noise
+        env._step_noise = lambda: own()
+    env.reset()
+    place(env, [(0, 0), (4, 4)], [(2, 2)])
+    before = env.generator.get_state()
+    with pytest.raises(ValueError, match="not available"):
+        act(env, [UP, STAY])
+    assert torch.equal(env.generator.get_state(), before)
+    act(env, [STAY, STAY])
+    assert not torch.equal(env.generator.get_state(), before)
+
+
+def test_outputs_are_fresh_tensors():
+    """A caller may keep an output across steps: the env never writes into it again."""
+    env = make("predator_prey", num_envs=4, seed=0)
+    outs = _episode_outputs(env, steps=3)
+    kept = [{k: v.clone() for k, v in vars(o).items()} for o in outs]
+    _episode_outputs(env, steps=3)  # resets and steps again
+    for o, copy in zip(outs, kept, strict=True):
+        for k, v in copy.items():
+            assert torch.equal(getattr(o, k), v), k
+    first, second = outs[1], outs[2]
+    assert all(getattr(first, k).data_ptr() != getattr(second, k).data_ptr() for k in vars(first))
+
+
+def test_bad_noise_is_rejected_without_effect():
+    env = new_env(num_envs=2, n_agents=2, n_prey=2, height=3, width=3)
+    state = env.grid.clone()
+    env._reset_noise = lambda: ResetNoise(cells=np.array([[0, 1, 2, 2]] * 2))
+    with pytest.raises(ValueError, match="distinct"):
+        env.reset()
+    assert torch.equal(env.grid, state)
+    force_noise(env, predator_order=[0, 2])
+    with pytest.raises(ValueError, match="out of range"):
+        act(env, [STAY, STAY])
+    force_noise(env, prey_u=[0.0])
+    with pytest.raises(ValueError, match=r"prey_u must have shape \[2, 2\]"):
+        act(env, [STAY, STAY])
+    assert torch.equal(env.grid, state) and int(env.t.sum()) == 0
 
 
 # ---------------------------------------------------------------------------- random policy

@@ -1,46 +1,122 @@
 """Predator-Prey with a miscapture penalty (the paper's "stag hunt" grid), vectorized.
 
 Rules: ``shared/spec/predator-prey.md`` (summarised in ``docs/environments.md``).
-All ``B`` environments advance together as tensors. The only Python loops are over
-the sequential sub-steps the rules define: predators move one at a time in a random
-order, then prey are resolved one at a time in a random order. Each sub-step is a
-handful of batched ops over ``B``; nothing loops over environments.
+All ``B`` environments advance together in one compiled call per step: the sequential
+sub-steps the rules define (predators move one at a time in a random order, then prey
+are resolved one at a time in a random order) are plain loops compiled with numba, in
+``ddn.envs._predator_prey_kernel``. State lives in numpy arrays shared zero-copy with
+torch tensors (``env.grid``, ``env.predator_cell``, ...), so both views stay in sync.
 
-Randomness is drawn in :meth:`_reset_noise` and :meth:`_step_noise` and nowhere else,
-so a plain reference implementation fed the same draws must agree step for step
-(``tests/reference_predator_prey.py``).
+Randomness comes from the env's own :class:`KernelGenerator` through two seams,
+:meth:`_reset_noise` and :meth:`_step_noise`, so a plain reference implementation fed
+the same draws must agree step for step (``tests/reference_predator_prey.py``). While
+``_step_noise`` is not replaced, the step kernel makes its very draws itself (one call
+per step instead of two); tests replace it to record or force the draws.
+
+Outputs are fresh arrays per call (see :class:`PredatorPrey`), written by the kernel and
+wrapped zero-copy as tensors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
+import numpy as np
 import torch
 
+from ddn.envs import _predator_prey_kernel as kernel
+from ddn.envs._predator_prey_kernel import (
+    CATCH,
+    DOWN,
+    EMPTY,
+    LEFT,
+    N_ACTIONS,
+    N_CHANNELS,
+    PREDATOR,
+    PREY,
+    RIGHT,
+    STAY,
+    UP,
+)
 from ddn.envs.base import EnvOutput, EnvSpec, VecEnv
 from ddn.envs.registry import check_float, check_int, register
 
-# Actions.
-RIGHT, DOWN, LEFT, UP, STAY, CATCH = range(6)
-N_ACTIONS = 6
-# Row/column offsets of the four moves, in action order (also the prey's move order).
-_DR = (0, 1, 0, -1)
-_DC = (1, 0, -1, 0)
-# Cell contents of the occupancy grid.
-EMPTY, PREDATOR, PREY = 0, 1, 2
-N_CHANNELS = 3  # predators, prey, a third entity type kept empty (reference layout)
+__all__ = [
+    "CATCH",
+    "DOWN",
+    "EMPTY",
+    "LEFT",
+    "N_ACTIONS",
+    "N_CHANNELS",
+    "PREDATOR",
+    "PREY",
+    "RIGHT",
+    "STAY",
+    "UP",
+    "KernelGenerator",
+    "PredatorPrey",
+    "ResetNoise",
+    "StepNoise",
+]
 
 
 @dataclass
 class ResetNoise:
-    cells: torch.Tensor  # [B, N+M] distinct flat cells: predators first, then prey
+    cells: np.ndarray  # [B, N+M] int64 distinct flat cells: predators first, then prey
 
 
 @dataclass
 class StepNoise:
-    predator_order: torch.Tensor  # [B, N] permutation: who moves first
-    prey_order: torch.Tensor  # [B, M] permutation: which prey is resolved first
-    prey_u: torch.Tensor  # [B, M] float32 in [0, 1): picks prey j's move among free cells
+    predator_order: np.ndarray  # [B, N] int64 permutation: who moves first
+    prey_order: np.ndarray  # [B, M] int64 permutation: which prey is resolved first
+    prey_u: np.ndarray  # [B, M] float32 in [0, 1): picks prey j's move among free cells
+
+
+class KernelGenerator:
+    """The env's random stream (SplitMix64, advanced by the numba draw kernels).
+
+    It has the checkpoint surface of :class:`torch.Generator` -- ``manual_seed``,
+    ``initial_seed``, ``get_state`` (a uint8 tensor) and ``set_state`` -- so that whoever
+    saves ``env.generator.get_state()`` (``ddn.experiment``'s checkpoints) and restores it
+    replays the env's episodes exactly. It is not a torch generator: torch's samplers do
+    not accept it. Its whole state is the 8 bytes of :attr:`state`.
+    """
+
+    def __init__(self, seed: int = 0):
+        self.state = np.zeros(1, dtype=np.uint64)  # advanced in place by the kernels
+        self._seed = 0
+        self.manual_seed(seed)
+
+    def manual_seed(self, seed: int) -> KernelGenerator:
+        self._seed = int(seed)
+        self.state[0] = kernel.seed_state(self._seed & ((1 << 64) - 1))
+        return self
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def get_state(self) -> torch.Tensor:
+        """A copy of the stream position, as 8 bytes (uint8)."""
+        return torch.from_numpy(self.state.copy().view(np.uint8))
+
+    def set_state(self, new_state: torch.Tensor) -> None:
+        if (
+            not isinstance(new_state, torch.Tensor)
+            or new_state.dtype != torch.uint8
+            or new_state.numel() != self.state.nbytes
+        ):
+            got = (
+                f"{new_state.dtype} tensor of {new_state.numel()} elements"
+                if isinstance(new_state, torch.Tensor)
+                else type(new_state).__name__
+            )
+            raise ValueError(
+                f"a Predator-Prey generator state is a uint8 tensor of {self.state.nbytes} "
+                f"bytes (from KernelGenerator.get_state()), got a {got}; a torch.Generator "
+                "state (e.g. a checkpoint of an older ddn version) cannot be restored"
+            )
+        self.state[:] = new_state.detach().cpu().contiguous().numpy().view(np.uint64)
 
 
 @register(
@@ -53,6 +129,15 @@ class PredatorPrey(VecEnv):
     Two or more predators choosing ``catch`` next to a prey capture it
     (``+capture_reward``, prey removed, catchers frozen); a lone catcher costs
     ``-punishment`` per adjacent prey. ``won`` is always ``False``: the task has no win.
+
+    Every :class:`EnvOutput` holds fresh tensors that the env never writes again, so a
+    caller may keep ``out.obs`` etc. across steps (allocating them costs far less than
+    copying persistent buffers would). The next actions are checked against the last
+    ``out.avail`` itself: do not modify it in place. The step runs on the CPU whatever
+    ``device`` is; on another device the outputs are copied there (and actions are
+    brought back), while the state tensors (``grid``, ``predator_cell``, ``prey_cell``,
+    ``frozen``, ``prey_alive``, ``t``) stay on the CPU. ``generator`` is a
+    :class:`KernelGenerator`, not a ``torch.Generator``.
     """
 
     def __init__(
@@ -71,6 +156,7 @@ class PredatorPrey(VecEnv):
         episode_limit: int = 200,
     ):
         super().__init__(num_envs, seed, device)
+        self.generator = KernelGenerator(seed)  # replaces the base class's torch.Generator
         self.n_agents = check_int("n_agents", n_agents, 1)
         self.n_prey = check_int("n_prey", n_prey, 1)
         self.height = check_int("height", height, 1)
@@ -97,204 +183,213 @@ class PredatorPrey(VecEnv):
             episode_limit=episode_limit,
             has_win_condition=False,
         )
-        b, dev = num_envs, self.device
+        b, n, m = num_envs, n_agents, n_prey
         self._n_cells = n_cells
-        # Cell index n_cells is "nowhere": removed entities are parked there, so that
-        # live entities always hold distinct cells and scatters never collide.
+        # Cell index n_cells is "nowhere": removed entities are parked there.
         self.nowhere = n_cells
-        self._only_stay = torch.zeros(N_ACTIONS, dtype=torch.bool, device=dev)
-        self._only_stay[STAY] = True
-        half = view // 2
-        self._half = half
-        offs = torch.arange(view, device=dev) - half
-        pw = width + 2 * half
-        # Flat offsets of the view window inside the zero-padded grid, row-major.
-        self._window = (offs[:, None] * pw + offs[None, :]).reshape(-1)
-        self._padded_width = pw
-        self._build_tables()
-        # State tensors (filled by reset()).
-        self.grid = torch.zeros(b, n_cells + 1, dtype=torch.int8, device=dev)
-        self.predator_cell = torch.zeros(b, n_agents, dtype=torch.long, device=dev)
-        self.prey_cell = torch.zeros(b, n_prey, dtype=torch.long, device=dev)
-        self.frozen = torch.zeros(b, n_agents, dtype=torch.bool, device=dev)
-        self.prey_alive = torch.zeros(b, n_prey, dtype=torch.bool, device=dev)
-        self.t = torch.zeros(b, dtype=torch.long, device=dev)
-        self._terminated = torch.ones(b, dtype=torch.bool, device=dev)
-        self._truncated = torch.zeros(b, dtype=torch.bool, device=dev)
-        self._avail: torch.Tensor | None = None
-        self._last: EnvOutput | None = None
-
-    def _build_tables(self) -> None:
-        """Lookup tables over the H*W cells plus "nowhere" (index H*W)."""
-        h, w, dev = self.height, self.width, self.device
-        slots = h * w + 1
-        self._n_slots = slots
-        cell = torch.arange(slots, device=dev)
-        row, col = cell // w, cell % w
-        on_grid = cell < h * w
-
-        def shifted(dr: int, dc: int) -> torch.Tensor:
-            """Cell reached by (dr, dc), or the cell itself where that leaves the grid."""
-            r, c = row + dr, col + dc
-            inside = on_grid & (r >= 0) & (r < h) & (c >= 0) & (c < w)
-            return torch.where(inside, r * w + c, cell)
-
-        moves = [shifted(dr, dc) for dr, dc in zip(_DR, _DC, strict=True)]
-        self._neighbours = torch.stack(moves, dim=1)  # [slots, 4], in move order
-        self._move = torch.stack([*moves, cell, cell], dim=1).reshape(-1)  # [slots * 6]
-        dist = (row[:, None] - row[None, :]).abs() + (col[:, None] - col[None, :]).abs()
-        adjacent = (dist == 1) & on_grid[:, None] & on_grid[None, :]
-        self._adjacent = adjacent.reshape(-1)  # [slots * slots]
-        b = self.num_envs
-        self._base = torch.arange(b, device=dev) * slots
-        self._agent_base = torch.arange(b, device=dev) * self.n_agents
-        self._prey_base = torch.arange(b, device=dev) * self.n_prey
+        self._on_cpu = self.device.type == "cpu"
+        self._row_of, self._col_of, self._neighbours = kernel.build_tables(height, width)
+        # The state, as numpy arrays for the kernels and torch views of the same memory
+        # for inspection (and for tests that place entities by hand).
+        self._grid = np.zeros((b, n_cells + 1), np.int8)
+        self._pred_cell = np.zeros((b, n), np.int64)
+        self._prey_cell = np.zeros((b, m), np.int64)
+        self._frozen = np.zeros((b, n), np.bool_)
+        self._alive = np.zeros((b, m), np.bool_)
+        self._t = np.zeros(b, np.int64)
+        self._terminated = np.ones(b, np.bool_)
+        self._truncated = np.zeros(b, np.bool_)
+        self.grid = torch.from_numpy(self._grid)
+        self.predator_cell = torch.from_numpy(self._pred_cell)
+        self.prey_cell = torch.from_numpy(self._prey_cell)
+        self.frozen = torch.from_numpy(self._frozen)
+        self.prey_alive = torch.from_numpy(self._alive)
+        self.t = torch.from_numpy(self._t)
+        # avail of the latest output (what the next actions are checked against); None
+        # until the first reset().
+        self._avail: np.ndarray | None = None
+        # The step kernel's own draws (see _draws_in_kernel), overwritten every step.
+        self._noise = StepNoise(
+            predator_order=np.zeros((b, n), np.int64),
+            prey_order=np.zeros((b, m), np.int64),
+            prey_u=np.zeros((b, m), np.float32),
+        )
 
     # ------------------------------------------------------------------ randomness
     def _reset_noise(self) -> ResetNoise:
-        b, g = self.num_envs, self.generator
-        perm = torch.rand(b, self._n_cells, generator=g, device=self.device).argsort(dim=1)
-        return ResetNoise(cells=perm[:, : self.n_agents + self.n_prey])
+        cells = np.empty((self.num_envs, self.n_agents + self.n_prey), np.int64)
+        kernel.draw_reset_noise(self.generator.state, self._n_cells, cells)
+        return ResetNoise(cells=cells)
 
     def _step_noise(self) -> StepNoise:
-        b, g, dev = self.num_envs, self.generator, self.device
-        return StepNoise(
-            predator_order=torch.rand(b, self.n_agents, generator=g, device=dev).argsort(dim=1),
-            prey_order=torch.rand(b, self.n_prey, generator=g, device=dev).argsort(dim=1),
-            prey_u=torch.rand(b, self.n_prey, generator=g, device=dev),
+        b, n, m = self.num_envs, self.n_agents, self.n_prey
+        noise = StepNoise(
+            predator_order=np.empty((b, n), np.int64),
+            prey_order=np.empty((b, m), np.int64),
+            prey_u=np.empty((b, m), np.float32),
         )
+        kernel.draw_step_noise(
+            self.generator.state, noise.predator_order, noise.prey_order, noise.prey_u
+        )
+        return noise
+
+    def _draws_in_kernel(self) -> bool:
+        """Whether :meth:`_step_noise` is this class's own (not replaced on the instance
+        or in a subclass): the step kernel then makes the very same draws itself, from the
+        same generator, sparing a call and three allocations per step."""
+        return getattr(self._step_noise, "__func__", None) is PredatorPrey._step_noise
+
+    def _as_kernel_array(self, name: str, x: object, dtype: type, shape: tuple) -> np.ndarray:
+        """Noise as the kernels take it (C-contiguous, exact dtype); a no-op for drawn noise.
+
+        Hand-made noise (tests) may be any array-like.
+        """
+        arr = np.ascontiguousarray(x, dtype=dtype)
+        if arr.shape != shape:
+            raise ValueError(f"noise {name} must have shape {list(shape)}, got {list(arr.shape)}")
+        return arr
 
     # ------------------------------------------------------------------ protocol
     def reset(self) -> EnvOutput:
         noise = self._reset_noise()
-        n = self.n_agents
-        self.predator_cell = noise.cells[:, :n].clone()
-        self.prey_cell = noise.cells[:, n:].clone()
-        self.grid.zero_()
-        self.grid.scatter_(1, self.predator_cell, PREDATOR)
-        self.grid.scatter_(1, self.prey_cell, PREY)
-        self.frozen.zero_()
-        self.prey_alive.fill_(True)
-        self.t.zero_()
-        self._terminated.zero_()
-        self._truncated.zero_()
-        zeros = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        reward = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
-        return self._output(reward, zeros)
+        shape = (self.num_envs, self.n_agents + self.n_prey)
+        cells = self._as_kernel_array("cells", noise.cells, np.int64, shape)
+        code = kernel.reset(
+            cells,
+            self._grid,
+            self._pred_cell,
+            self._prey_cell,
+            self._frozen,
+            self._alive,
+            self._t,
+            self._terminated,
+            self._truncated,
+        )
+        if code != kernel.OK:
+            raise ValueError(f"reset noise: cells must be distinct and in [0, {self._n_cells})")
+        b = self.num_envs
+        return self._output(torch.zeros(b), torch.zeros(b, dtype=torch.bool))
 
     def step(self, actions: torch.Tensor) -> EnvOutput:
-        if self._last is None:
+        if self._avail is None:
             raise RuntimeError("call reset() before step()")
-        running = ~(self._terminated | self._truncated)
-        self.validate_actions(actions, self._avail, running)
-        noise = self._step_noise()
-        # Every lookup below is a 1-D gather on flat views with precomputed tables
-        # (fewest torch calls per sub-step: this loop is the env's hot path).
-        g = self.grid.view(-1)
-        base = self._base  # [B] offset of each env's cells in g
-        # Frozen predators and finished environments do nothing.
-        act = torch.where(running[:, None] & ~self.frozen, actions, STAY).view(-1)
-        pred = self.predator_cell.view(-1)
+        b, n, m = self.num_envs, self.n_agents, self.n_prey
+        # Cheap checks here, the per-element ones in the kernel; any failure is worded by
+        # the protocol's validate_actions.
+        if not (
+            isinstance(actions, torch.Tensor)
+            and actions.dtype == torch.int64
+            and actions.shape == (b, n)
+            and actions.device == self.device
+        ):
+            self._raise_bad_actions(actions)
+        acts = actions.cpu().contiguous().numpy()
+        draw = self._draws_in_kernel()
+        if draw:
+            noise = self._noise  # the kernel draws into these, after checking the actions
+        else:
+            # Check first here too, so that a rejected step draws nothing.
+            if not kernel.check_actions(acts, self._avail, self._terminated, self._truncated):
+                self._raise_bad_actions(actions)
+            given = self._step_noise()
+            noise = StepNoise(
+                self._as_kernel_array("predator_order", given.predator_order, np.int64, (b, n)),
+                self._as_kernel_array("prey_order", given.prey_order, np.int64, (b, m)),
+                self._as_kernel_array("prey_u", given.prey_u, np.float32, (b, m)),
+            )
+        reward = np.empty(b, np.float32)
+        obs, state, avail = self._fresh_views()
+        code = kernel.step(
+            acts,
+            self._avail,
+            self.generator.state,
+            draw,
+            noise.predator_order,
+            noise.prey_order,
+            noise.prey_u,
+            self._grid,
+            self._pred_cell,
+            self._prey_cell,
+            self._frozen,
+            self._alive,
+            self._t,
+            self._terminated,
+            self._truncated,
+            self._row_of,
+            self._col_of,
+            self._neighbours,
+            self.capture_reward,
+            self.punishment,
+            self.episode_limit,
+            self.view,
+            reward,
+            obs,
+            state,
+            avail,
+        )
+        if code == kernel.BAD_ACTION:
+            self._raise_bad_actions(actions)
+        if code == kernel.BAD_NOISE:
+            raise ValueError("step noise: predator_order / prey_order index out of range")
+        won = torch.zeros(b, dtype=torch.bool)
+        return self._pack(obs, state, avail, torch.from_numpy(reward), won)
 
-        # 1. Predators move one at a time, in a random order; occupied cells block.
-        flat_order = noise.predator_order + self._agent_base[:, None]  # [B, N] into pred
-        for k in range(self.n_agents):
-            i = flat_order[:, k]
-            cell = pred[i]
-            target = self._move[cell * N_ACTIONS + act[i]]
-            at_cell, at_target = base + cell, base + target
-            seen = g[at_target]
-            moving = (seen == EMPTY) & (target != cell)
-            g[at_cell] = torch.where(moving, EMPTY, g[at_cell])
-            g[at_target] = torch.where(moving, PREDATOR, seen)
-            pred[i] = torch.where(moving, target, cell)
-
-        # 2. Each live prey, in a random order: capture, miscapture or a random move.
-        reward = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
-        catching = (act == CATCH).view(self.num_envs, -1)  # frozen ones already "stay"
-        at_pred = base[:, None] + self.predator_cell  # [B, N]
-        prey = self.prey_cell.view(-1)
-        alive_flat = self.prey_alive.view(-1)
-        flat_order = noise.prey_order + self._prey_base[:, None]
-        u = noise.prey_u.double().view(-1)
-        for k in range(self.n_prey):
-            j = flat_order[:, k]
-            cell = prey[j]
-            alive = alive_flat[j] & running
-            # Predators 4-adjacent to this prey (post-move positions).
-            adjacent = self._adjacent[self.predator_cell * self._n_slots + cell[:, None]]
-            catchers = catching & adjacent
-            count = catchers.sum(dim=1)
-            captured = alive & (count >= 2)
-            missed = alive & (count == 1)
-            reward += captured * self.capture_reward - missed * self.punishment
-            # Captured: the prey and its catchers leave the grid for good.
-            newly_frozen = catchers & captured[:, None]
-            catching &= ~newly_frozen
-            self.frozen |= newly_frozen
-            g[at_pred] = torch.where(newly_frozen, EMPTY, g[at_pred])
-            self.predator_cell.masked_fill_(newly_frozen, self.nowhere)
-            at_pred = base[:, None] + self.predator_cell
-            # Survivors move to a uniformly chosen free neighbour cell, if any
-            # (off-grid neighbours map to the prey's own cell, which is never free).
-            nbrs = self._neighbours[cell]  # [B, 4]
-            free = g[base[:, None] + nbrs] == EMPTY
-            n_free = free.sum(dim=1)
-            # float64 so that floor(u * n) is exact and matches a plain-Python reference.
-            pick = (u[j] * n_free).long()
-            chosen = (free & (free.cumsum(dim=1) == pick[:, None] + 1)).long().argmax(dim=1)
-            target = nbrs.gather(1, chosen[:, None]).squeeze(1)
-            moving = alive & ~captured & (n_free > 0)
-            at_cell, at_target = base + cell, base + target
-            g[at_cell] = torch.where(moving | captured, EMPTY, g[at_cell])
-            g[at_target] = torch.where(moving, PREY, g[at_target])
-            prey[j] = torch.where(captured, self.nowhere, torch.where(moving, target, cell))
-            alive_flat[j] = alive_flat[j] & ~captured
-
-        # 3. Episode ends.
-        self.t += running.long()
-        ended = ~self.prey_alive.any(dim=1) | self.frozen.all(dim=1)
-        terminated = running & ended
-        truncated = running & ~ended & (self.t >= self.episode_limit)
-        self._terminated |= terminated
-        self._truncated |= truncated
-        return self._output(reward, torch.zeros_like(running))
+    def _raise_bad_actions(self, actions: object) -> NoReturn:
+        """Let the protocol's checks word the error (they find what the fast path found)."""
+        running = torch.from_numpy(~(self._terminated | self._truncated)).to(self.device)
+        avail = torch.from_numpy(self._avail).to(self.device)
+        self.validate_actions(actions, avail, running)  # type: ignore[arg-type]
+        raise AssertionError("the kernel rejected actions that validate_actions accepts")
 
     # ------------------------------------------------------------------ views
+    def _fresh_views(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """New obs, state and avail arrays (callers may keep what the env returns)."""
+        b, n = self.num_envs, self.n_agents
+        return (
+            np.empty((b, n, self.spec.obs_dim), np.float32),
+            np.empty((b, self.spec.state_dim), np.float32),
+            np.empty((b, n, N_ACTIONS), np.bool_),
+        )
+
     def _output(self, reward: torch.Tensor, won: torch.Tensor) -> EnvOutput:
-        b, n, hw = self.num_envs, self.n_agents, self._n_cells
-        h, w, half, pw = self.height, self.width, self._half, self._padded_width
-        cells = self.grid[:, :hw]
-        planes = torch.stack(
-            (cells == PREDATOR, cells == PREY, torch.zeros_like(cells, dtype=torch.bool)), dim=-1
-        ).float()  # [B, H*W, 3]
-        state = planes.reshape(b, hw * N_CHANNELS)
-        padded = torch.nn.functional.pad(
-            planes.view(b, h, w, N_CHANNELS), (0, 0, half, half, half, half)
-        ).view(b, -1, N_CHANNELS)
-        live_cell = torch.where(self.frozen, 0, self.predator_cell)
-        row, col = live_cell // w, live_cell % w
-        centre = (row + half) * pw + (col + half)  # [B, N] in padded coordinates
-        idx = (centre[:, :, None] + self._window).view(b, -1, 1).expand(-1, -1, N_CHANNELS)
-        obs = padded.gather(1, idx).view(b, n, -1) * (~self.frozen)[:, :, None]
-        self._avail = self._available_actions(live_cell)
-        self._last = EnvOutput(
-            obs=obs,
-            state=state,
-            avail=self._avail,
+        """Observe the current positions (after reset(), or after a test placed entities)."""
+        obs, state, avail = self._fresh_views()
+        kernel.observe(
+            self._grid,
+            self._pred_cell,
+            self._prey_cell,
+            self._frozen,
+            self._alive,
+            self._row_of,
+            self._col_of,
+            self._neighbours,
+            self.view,
+            obs,
+            state,
+            avail,
+        )
+        return self._pack(obs, state, avail, reward, won)
+
+    def _pack(
+        self,
+        obs: np.ndarray,
+        state: np.ndarray,
+        avail: np.ndarray,
+        reward: torch.Tensor,
+        won: torch.Tensor,
+    ) -> EnvOutput:
+        """Wrap fresh arrays as the step's output; ``avail`` is also what the next actions
+        are checked against."""
+        self._avail = avail
+        out = EnvOutput(
+            obs=torch.from_numpy(obs),
+            state=torch.from_numpy(state),
+            avail=torch.from_numpy(avail),
             reward=reward,
-            terminated=self._terminated.clone(),
-            truncated=self._truncated.clone(),
+            terminated=torch.from_numpy(self._terminated.copy()),
+            truncated=torch.from_numpy(self._truncated.copy()),
             won=won,
         )
-        return self._last
-
-    def _available_actions(self, live_cell: torch.Tensor) -> torch.Tensor:
-        """[B, N, 6] from the predators' cells (frozen ones given any on-grid cell)."""
-        nbrs = self._neighbours[live_cell]  # [B, N, 4]; off-grid moves map to the cell
-        inside = nbrs != live_cell[..., None]
-        seen = self.grid.view(-1)[self._base[:, None, None] + nbrs]
-        prey_next = ((seen == PREY) & inside).any(dim=-1, keepdim=True)
-        avail = torch.cat((inside, torch.ones_like(prey_next), prey_next), dim=-1)
-        # A frozen predator may only stay.
-        return torch.where(self.frozen[..., None], self._only_stay, avail)
+        if not self._on_cpu:
+            out = EnvOutput(**{k: v.to(self.device) for k, v in vars(out).items()})
+        return out
