@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from ddn.learners.targets import fix_avail, masked_argmax, masked_mean, td_lambda_targets
+from ddn.config import resolve
+from ddn.envs import make
+from ddn.learners.objectives import build_objective
+from ddn.learners.targets import (
+    fix_avail,
+    last_transition,
+    masked_argmax,
+    masked_mean,
+    td_lambda_targets,
+)
 
 
 def reference_targets(reward, terminated, filled, next_value, gamma, lam):
@@ -90,6 +101,22 @@ def test_hand_computed_timed_out_episode():
     # G0 = 1 + 0.5 * (0.5 * 10 + 0.5 * 11.5)  = 6.375
     got = td_lambda_targets(*_tiny(terminal=False), gamma=0.5, td_lambda=0.5)
     assert got.tolist() == [[6.375, 11.5, 18.0]]
+
+
+@pytest.mark.parametrize(
+    ("bootstrap", "want"),
+    [(True, [[6.375, 11.5, 18.0, 0.0, 0.0]]), (False, [[5.4375, 7.75, 3.0, 0.0, 0.0]])],
+)
+def test_bootstrap_timeout_switch(bootstrap, want):
+    """bootstrap_timeout=false treats a time-out like a termination (the hand-computed
+    episodes above): the objective's targets for a timed-out, padded episode."""
+    reward, terminated, filled, next_value = _tiny(terminal=False, pad=2)
+    cfg = resolve("matrix", "vdn", overrides=[f"bootstrap_timeout={bootstrap}", "gamma=0.5",
+                                              "td_lambda=0.5"])  # fmt: skip
+    objective = build_objective(cfg, make("matrix").spec)
+    td = SimpleNamespace(reward=reward, batch=SimpleNamespace(terminated=terminated, filled=filled))
+    assert objective.targets(td, next_value).tolist() == want
+    assert last_transition(filled).tolist() == [[False, False, True, False, False]]
 
 
 def test_hand_computed_padding_is_zero_and_ignored():

@@ -70,6 +70,10 @@ class Config:
     gamma: float = 0.99
     td_lambda: float = 0.0
     double_q: bool = True
+    # False: a time-out ends the return like a termination (JaxMARL's SMAX baselines);
+    # True: it bootstraps from the state reached (PyMARL), the right target when the
+    # time-out is not part of the task.
+    bootstrap_timeout: bool = True
     grad_norm_clip: float = 10.0
     target_update_interval: int = 200
     # Exploration.

@@ -18,7 +18,12 @@ from torch.nn import functional as F
 from ddn.buffer import EpisodeBatch
 from ddn.config import Config, base_algo
 from ddn.envs import EnvSpec
-from ddn.learners.targets import masked_argmax, masked_mean, td_lambda_targets
+from ddn.learners.targets import (
+    last_transition,
+    masked_argmax,
+    masked_mean,
+    td_lambda_targets,
+)
 from ddn.nets.agent import AgentOutput, AgentQNetwork
 from ddn.nets.mixers import (
     CentralMixer,
@@ -80,8 +85,11 @@ class TDObjective(nn.Module):
 
     def targets(self, td: TDBatch, next_value: torch.Tensor) -> torch.Tensor:
         b = td.batch
+        terminated = b.terminated
+        if not self.cfg.bootstrap_timeout:  # every episode's last transition ends it
+            terminated = terminated | last_transition(b.filled)
         return td_lambda_targets(
-            td.reward, b.terminated, b.filled, next_value, self.cfg.gamma, self.cfg.td_lambda
+            td.reward, terminated, b.filled, next_value, self.cfg.gamma, self.cfg.td_lambda
         ).detach()
 
     def forward(self, td: TDBatch, target: TDObjective) -> tuple[torch.Tensor, dict]:

@@ -11,6 +11,12 @@ def fix_avail(avail: torch.Tensor) -> torch.Tensor:
     return avail | ~avail.any(dim=-1, keepdim=True)
 
 
+def last_transition(filled: torch.Tensor) -> torch.Tensor:
+    """[E, T] bool: the last real transition of each padded episode."""
+    next_filled = torch.cat((filled[:, 1:], torch.zeros_like(filled[:, :1])), dim=1)
+    return filled & ~next_filled
+
+
 def masked_argmax(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
     """Greedy action over available actions: [..., A] -> [...]."""
     return q.masked_fill(~avail, float("-inf")).argmax(dim=-1)
