@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from ddn import config
@@ -25,12 +24,7 @@ SMALL_ENV = ["--set", "env.n_agents=3", "--set", "env.n_prey=2", "--set", "env.h
              "--set", "env.width=5", "--set", "env.episode_limit=10"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train_args(out: Path, *extra: str, env: str = "predator_prey", algo: str = "qmix"):

@@ -28,12 +28,7 @@ SMALL_NETS = [
 PP_ENV = ["env.n_agents=3", "env.n_prey=1", "env.height=5", "env.width=5", "env.episode_limit=20"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(env: str = "predator_prey", algo: str = "qmix", *extra: str):

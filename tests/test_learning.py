@@ -20,14 +20,7 @@ from ddn.experiment import Experiment
 from ddn.nets.mixers import MixContext
 from ddn.rollout import Collector
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny networks: a second thread only adds contention on a 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train_matrix(algo: str, updates: int, tmp_path) -> tuple[Experiment, dict]:

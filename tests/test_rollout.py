@@ -13,12 +13,7 @@ from ddn.rollout import Collector, EpsilonSchedule, select_actions
 CATCH = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_avail(shape, generator, p=0.5):
