@@ -10,6 +10,7 @@ JIT compilation is the cost, so compiled engines and envs are module-scoped fixt
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import inspect
 
@@ -49,9 +50,12 @@ def enemy_slot(target: int) -> int:
 
 
 class Lab:
-    """The lab scenario's engine, jitted, with helpers to set up and step a battle."""
+    """The lab scenario's engine, jitted, with helpers to set up and step a battle.
 
-    def __init__(self) -> None:
+    ``map_name`` builds a :data:`UNITS_MAPS` scenario instead (units start at ``FAR``'s
+    first places, not at the map's layout)."""
+
+    def __init__(self, map_name: str | None = None) -> None:
         from ddn.envs import smax as smax_env
 
         smax_env._import_jax()
@@ -66,6 +70,8 @@ class Lab:
             enemy_types=(0, 1, su.SPINE_CRAWLER, su.MEDIVAC),
             episode_limit=100,
         )
+        if map_name is not None:
+            lab = dataclasses.replace(su.UNITS_MAPS[map_name], positions=None)
         self.wrapper = su.UnitsHeuristicEnemySMAX(
             scenario=lab.scenario(), max_steps=100, num_unit_types=su.NUM_UNIT_TYPES
         )
@@ -82,7 +88,7 @@ class Lab:
         """The lab battle with units at ``FAR`` except ``pos``; ``fields`` set per-unit
         values, e.g. ``unit_health={1: 20.0}``; ``unit_alive`` follows health."""
         jnp = self.jnp
-        positions = np.array(FAR, dtype=np.float32)
+        positions = np.array(FAR[: self.engine.num_agents], dtype=np.float32)
         for i, p in (pos or {}).items():
             positions[i] = p
         state = self.start.replace(unit_positions=jnp.asarray(positions))
@@ -117,6 +123,12 @@ def lab() -> Lab:
     return Lab()
 
 
+@pytest.fixture(scope="module")
+def duel() -> Lab:
+    """2s_vs_1sc's engine: stalkers 0 and 1, the spine crawler 2."""
+    return Lab("2s_vs_1sc")
+
+
 def hp(state, i: int) -> float:
     return float(state.unit_health[i])
 
@@ -145,6 +157,11 @@ def test_smax_units_keep_jaxmarls_numbers_and_new_ones_are_the_specs(lab: Lab) -
     assert row["unit_type_velocities"] == (3.5, 0.0)
     assert float(row["unit_type_weapon_cooldowns"][0]) > 0  # observations divide by it
     assert row["unit_type_attacks"][1] == 25.0
+    # Shields: the stalker's top 80 of 160 on the new maps' table, none on SMAX's own.
+    stalker = 2
+    assert float(np.asarray(eight["unit_type_health"])[stalker]) == 160.0
+    assert su._SHIELD[stalker] == 80.0 and sum(su._SHIELD) == 80.0
+    assert (su.SHIELD_REGEN, su.SHIELD_DELAY) == (2.0, 10.0)
 
 
 # ------------------------------------------------------------------ healing
@@ -276,6 +293,47 @@ def test_world_state_carries_medivac_energy(lab: Lab) -> None:
     assert world[A_MEDIVAC * f + 3] == pytest.approx(0.6)  # 120 / 200
     assert world[E_MEDIVAC * f + 3] == pytest.approx(0.25)  # 50 / 200 at the start
     assert world[A_MARINE * f + 3] == float(s.unit_weapon_cooldowns[A_MARINE])
+
+
+# ------------------------------------------------------------------ shields
+SHIELD_PER_STEP = 2.0 * DT * WORLD_STEPS  # 1 shield point per env step once recharging
+CALM_STEPS = 20  # 10 s without damage = 20 env steps
+
+
+def test_shields_recharge_after_ten_calm_seconds_and_never_the_hp_below(duel: Lab) -> None:
+    s = duel.state(unit_health={0: 100.0, 1: 50.0}, unit_shield={0: 20.0, 1: 0.0})
+    assert float(s.unit_calm[0]) == 0.0
+    for _ in range(CALM_STEPS - 1):
+        s, reward, _ = duel.step(s)
+    assert (hp(s, 0), hp(s, 1)) == (100.0, 50.0)  # 9.5 s: not yet
+    assert reward == 0.0
+    s, _, _ = duel.step(s)  # the 160th world step reaches 10 s and recharges once
+    assert hp(s, 0) == pytest.approx(100.0 + 2.0 * DT, abs=1e-5)
+    s, _, _ = duel.step(s)
+    assert hp(s, 0) == pytest.approx(100.0 + 2.0 * DT + SHIELD_PER_STEP, abs=1e-5)
+    for _ in range(90):
+        s, _, _ = duel.step(s)
+    # Full shields on top of the HP left: 20 + 80 (not 160), 50 + 80.
+    assert (hp(s, 0), hp(s, 1)) == (160.0, 130.0)
+    assert [float(x) for x in s.unit_shield[:2]] == [80.0, 80.0]
+    assert hp(s, 2) == 300.0  # the crawler has no shields (and was at full health)
+
+
+def test_shields_soak_damage_first_and_a_hit_restarts_the_wait(duel: Lab) -> None:
+    # Stalker 0 in the crawler's range (7), stalker 1 far away.
+    s = duel.state({0: (10.0, 10.0), 2: (10.0, 15.0)}, unit_calm={0: 30.0})
+    s, _, _ = duel.step(s, {2: 5})  # the crawler's slot 0 is the last ally: stalker 1
+    assert hp(s, 0) == 160.0  # stalker 1 is out of range: no shot
+    s, _, _ = duel.step(s, {2: 6})  # slot 1: stalker 0
+    assert hp(s, 0) == 160.0 - 25.0
+    assert float(s.unit_shield[0]) == 80.0 - 25.0  # the shield took it
+    assert float(s.unit_calm[0]) < 0.5  # the wait starts over
+    s = duel.state({0: (10.0, 10.0), 2: (10.0, 15.0)}, unit_health={0: 90.0}, unit_shield={0: 10.0})
+    s, _, _ = duel.step(s, {2: 6})
+    assert hp(s, 0) == 65.0 and float(s.unit_shield[0]) == 0.0  # 10 from the shield, 15 HP
+    for _ in range(CALM_STEPS + 80):
+        s, _, _ = duel.step(s)
+    assert hp(s, 0) == 145.0  # 65 HP + 80 shield
 
 
 # ------------------------------------------------------------------ spine crawler
@@ -509,6 +567,7 @@ def test_old_maps_match_raw_jaxmarl_with_the_extension_active(
     env = ddn.envs.make("smax", num_envs=b, seed=21, map_name=map_name)
     engine = env.jaxmarl_env._env
     assert isinstance(engine, UnitsSMAX) and engine.unit_type_bits == 6
+    assert not bool(engine.unit_type_shields.any())  # SMAX's stalker keeps its 160 health
     assert engine.extended == all_rules
     out = env.reset()
     raw = RawSMAX(map_name, env.spec.episode_limit, env.reset_keys)

@@ -98,6 +98,12 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"parameter {name} must be true or false, got {value!r}")
+    return value
+
+
 def check_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"parameter {name} must be a number, got {value!r}")

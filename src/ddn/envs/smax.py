@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from ddn.envs.base import EnvOutput, EnvSpec, VecEnv
-from ddn.envs.registry import _suggest, check_float, check_int, register
+from ddn.envs.registry import _suggest, check_bool, check_float, check_int, register
 
 #: The maps ddn adds on SMAX's engine (``ddn.envs.smax_units``: medivacs, a spine crawler),
 #: with SMAC's episode limits, the default ``episode_limit`` there. Jax-free, like
@@ -130,13 +130,15 @@ def _quiet_import() -> Iterator[None]:
 
 
 @functools.lru_cache(maxsize=32)
-def _build(map_name: str, episode_limit: int, attack_mode: str) -> _Compiled:
+def _build(
+    map_name: str, episode_limit: int, attack_mode: str, scale_features: bool = True
+) -> _Compiled:
     """One compiled simulator per configuration.
 
     Cached so that the training and test environments of a run, and repeated
     constructions in tests, share one ``jax.jit`` cache instead of recompiling.
     """
-    return _Compiled(map_name, episode_limit, attack_mode)
+    return _Compiled(map_name, episode_limit, attack_mode, scale_features)
 
 
 class _Compiled:
@@ -146,7 +148,9 @@ class _Compiled:
     with SMAX's six unit types, on which it computes exactly what JaxMARL computes).
     """
 
-    def __init__(self, map_name: str, episode_limit: int, attack_mode: str):
+    def __init__(
+        self, map_name: str, episode_limit: int, attack_mode: str, scale_features: bool = True
+    ):
         jax, jnp, smax_units = _import_jax()
         self.jax, self.jnp = jax, jnp
         env = smax_units.make_heuristic_env(
@@ -166,13 +170,41 @@ class _Compiled:
             has_win_condition=True,
         )
         agents = self.agents
+        # Feature layouts (JaxMARL's): an observation is (n_units - 1) other-unit blocks,
+        # then the unit's own block; the world state is one own-style block per unit,
+        # then every unit's team and type.
+        own_f, other_f = len(env.own_features), len(env.unit_features)
+        n_units = (int(env.obs_size) - own_f) // other_f + 1
+        obs_cooldowns = jnp.array(
+            [k * other_f + env.unit_features.index("weapon_cooldown") for k in range(n_units - 1)]
+            + [(n_units - 1) * other_f + env.own_features.index("weapon_cooldown")]
+        )
+        half_map = jnp.array([env.map_width, env.map_height], jnp.float32) / 2
+        max_type = max(int(env.unit_type_bits) - 1, 1)
+
+        def scaled_obs(obs_arr: Any) -> Any:
+            """Cooldowns floored at 0 (see :class:`SMAX`)."""
+            return obs_arr.at[:, obs_cooldowns].max(0.0)
+
+        def scaled_world(world: Any, units_state: Any) -> Any:
+            """JaxMARL's ``world_state`` in SMAC's ranges (see :class:`SMAX`)."""
+            units = world[: n_units * own_f].reshape(n_units, own_f)
+            xy = (units[:, 1:3] - half_map) / half_map
+            xy = jnp.where(units_state.unit_alive[:, None], xy, 0.0)  # dead units stay 0
+            cooldown = units[:, 3] / env.unit_type_weapon_cooldowns[units_state.unit_types]
+            units = units.at[:, 1:3].set(xy).at[:, 3].set(jnp.maximum(cooldown, 0.0))
+            teams_types = world[n_units * own_f :].at[n_units:].divide(max_type)
+            return jnp.concatenate([units.reshape(-1), teams_types])
 
         def pack(obs: dict, state: Any) -> tuple:
             """Agent dicts -> ``obs [N, O]``, ``state [S]``, ``avail [N, A] bool``."""
             obs_arr = jnp.stack([obs[a] for a in agents]).astype(jnp.float32)
             avail = env.get_avail_actions(state)
             avail_arr = jnp.stack([avail[a] for a in agents]).astype(jnp.bool_)
-            return obs_arr, obs["world_state"].astype(jnp.float32), avail_arr
+            world = obs["world_state"]
+            if scale_features:
+                obs_arr, world = scaled_obs(obs_arr), scaled_world(world, state.state)
+            return obs_arr, world.astype(jnp.float32), avail_arr
 
         def reset_one(key: Any) -> tuple:
             key, k_reset = jax.random.split(key)
@@ -240,6 +272,17 @@ class SMAX(VecEnv):
     on ``MMM2`` and ``2s_vs_1sc``). ``reward`` is JaxMARL's team reward times
     ``reward_scale``. ``MMM2`` and ``2s_vs_1sc`` are ddn's (``ddn.envs.smax_units``).
 
+    ``scale_features`` (default on) puts features in SMAC's ranges, as PyMARL's mixers
+    expect: JaxMARL's weapon cooldowns keep falling below 0 while a unit holds fire (by
+    0.5 s per step, so a feature of -50 after a long wait), so they are floored at 0 in
+    ``obs`` and ``state``; the ``world_state`` carries raw map positions (0-32) and
+    cooldowns in seconds, so its positions are centred and divided by half the map
+    (SMAC's [-1, 1]), its cooldowns divided by the unit's own cooldown (as the
+    observations already are) and its trailing unit types by the largest type. Raw,
+    unscaled features fed QMIX's hypernetworks inputs up to 32 and made its values
+    diverge on SMAX (docs/smax.md). ``scale_features=False`` gives JaxMARL's arrays
+    unchanged.
+
     Returned tensors may share memory with JAX buffers: treat them as read-only.
     """
 
@@ -253,6 +296,7 @@ class SMAX(VecEnv):
         reward_scale: float = DEFAULT_REWARD_SCALE,
         episode_limit: int | None = None,
         attack_mode: str = "closest",
+        scale_features: bool = True,
     ):
         super().__init__(num_envs, seed, device)
         if map_name not in SMAX_MAPS:
@@ -271,7 +315,8 @@ class SMAX(VecEnv):
             episode_limit = default_episode_limit(map_name)
         self.episode_limit = check_int("episode_limit", episode_limit, 1)
         self.attack_mode = attack_mode
-        self._sim = _build(map_name, self.episode_limit, attack_mode)
+        self.scale_features = check_bool("scale_features", scale_features)
+        self._sim = _build(map_name, self.episode_limit, attack_mode, self.scale_features)
         self.spec = self._sim.spec
         self.jaxmarl_env = self._sim.env
         #: The per-battle raw JAX keys drawn by the last ``reset()`` ([B, 2] uint32).

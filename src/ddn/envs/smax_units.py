@@ -7,7 +7,8 @@ what the new units change:
 
 - ``_world_step``: medivacs do not shoot; ground-only attackers cannot hit flying units;
   after SMAX's damage pass a *healing pass* heals (own team, capped at max health,
-  spending energy) and regenerates (the spine crawler's 0.38 HP/s).
+  spending energy), regenerates (the spine crawler's 0.38 HP/s) and recharges shields
+  (the stalker's, on the new maps' unit table only).
 - ``_push_units_away``: an immobile unit is never pushed (its partner takes the whole
   overlap), and flying and ground units do not collide.
 - ``step_env_no_decode``: immobile units' movement is zeroed; heals of this step are
@@ -101,6 +102,16 @@ _FLAGS: dict[str, tuple[bool, ...]] = {
 _HEAL_RATE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 12.6, 0.0)
 #: Health regenerated per second (a zerg building on creep: the spine crawler).
 _HEALTH_REGEN = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.38)
+#: Plasma shields: the part of a unit's health that regenerates out of combat. SMAX's
+#: stalker folds its 80 HP + 80 shields into 160 health that never regenerates, and its
+#: own maps keep it so (they must not change); on the eight-type table (MMM2 and
+#: 2s_vs_1sc, where only 2s_vs_1sc has a protoss unit) the top 80 of the stalker's 160 is
+#: shield. SC2: shields take damage first and regenerate at 2 per second once the unit
+#: has taken no damage for 10 s (normal speed, the time base of the stalker's and the
+#: crawler's cooldowns here; docs/smax.md).
+_SHIELD = (0.0, 0.0, 80.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+SHIELD_REGEN = 2.0  #: shield points per second once regenerating
+SHIELD_DELAY = 10.0  #: seconds without damage before shields regenerate
 #: Energy at the start of a battle and its maximum (only the medivac has energy).
 _START_ENERGY = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 50.0, 0.0)
 _MAX_ENERGY = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 200.0, 0.0)
@@ -167,6 +178,8 @@ class UnitsState(State):
     unit_energy: jax.Array  # [N] medivac energy (0 for units without energy)
     heal_target: jax.Array  # [N] int32: the unit healed in the last world step, or -1
     unit_healed: jax.Array  # [N] HP healed/regenerated so far in this env step
+    unit_shield: jax.Array  # [N] the shield part of unit_health (0 for unshielded types)
+    unit_calm: jax.Array  # [N] seconds since the unit last took damage
 
 
 class UnitsSMAX(SMAX):
@@ -215,8 +228,11 @@ class UnitsSMAX(SMAX):
         self.unit_type_health_regen = jnp.array(_HEALTH_REGEN[:n])
         self.unit_type_start_energy = jnp.array(_START_ENERGY[:n])
         self.unit_type_max_energy = jnp.array(_MAX_ENERGY[:n])
+        # SMAX's own maps (six-type table) keep its shieldless stalker.
+        shields = _SHIELD[:n] if n == NUM_UNIT_TYPES else (0.0,) * n
+        self.unit_type_shields = jnp.array(shields)
         special = any(_FLAGS["flying"][:n] + _FLAGS["immobile"][:n]) or any(_HEAL_RATE[:n])
-        special = special or any(_HEALTH_REGEN[:n])
+        special = special or any(_HEALTH_REGEN[:n]) or any(shields)
         #: Python-level: whether the new rules run (see :attr:`skip_unused_rules`).
         self.extended = special or not self.skip_unused_rules
 
@@ -249,6 +265,8 @@ class UnitsSMAX(SMAX):
             unit_energy=self.unit_type_start_energy[types],
             heal_target=jnp.full((self.num_agents,), -1, dtype=jnp.int32),
             unit_healed=jnp.zeros((self.num_agents,)),
+            unit_shield=self.unit_type_shields[types],
+            unit_calm=jnp.zeros((self.num_agents,)),
         )
         if self.layout is not None and self.layout.positions is not None:
             # A fixed layout (SMAX's generators only know two blobs or SMACv2's spreads).
@@ -350,7 +368,17 @@ class UnitsSMAX(SMAX):
             jnp.minimum(self.unit_type_health_regen[types] * dt, max_hp - healed_hp),
             0.0,
         )
-        new_hp = healed_hp + regen
+        # Shields soak this world step's damage first; after SHIELD_DELAY seconds without
+        # damage they regenerate (the HP below them never does).
+        damage = jnp.maximum(before.unit_health - hp, 0.0)
+        shield = jnp.maximum(before.unit_shield - damage, 0.0)
+        calm = jnp.where(damage > 0, 0.0, before.unit_calm + dt)
+        recharge = jnp.where(
+            before.unit_alive & (healed_hp > 0) & (calm >= SHIELD_DELAY),
+            jnp.minimum(SHIELD_REGEN * dt, self.unit_type_shields[types] - shield),
+            0.0,
+        )
+        new_hp = healed_hp + regen + recharge
         max_energy = self.unit_type_max_energy[types]
         new_energy = jnp.clip(
             energy - amount / HP_PER_ENERGY + jnp.where(max_energy > 0, ENERGY_REGEN * dt, 0.0),
@@ -362,6 +390,8 @@ class UnitsSMAX(SMAX):
             unit_energy=new_energy,
             heal_target=jnp.where(ok, target, -1).astype(jnp.int32),
             unit_healed=after.unit_healed + (new_hp - hp),
+            unit_shield=shield + recharge,
+            unit_calm=calm,
         )
 
     def _push_units_away(self, state: State, firmness: float = 1.0) -> State:
