@@ -274,7 +274,7 @@ class SMAX(VecEnv):
 
     ``scale_features`` (default on) puts features in SMAC's ranges, as PyMARL's mixers
     expect: JaxMARL's weapon cooldowns keep falling below 0 while a unit holds fire (by
-    0.5 s per step, so a feature of -50 after a long wait), so they are floored at 0 in
+    0.5 s per step: a marine's feature reads -80 after 100 idle steps), so they are floored at 0 in
     ``obs`` and ``state``; the ``world_state`` carries raw map positions (0-32) and
     cooldowns in seconds, so its positions are centred and divided by half the map
     (SMAC's [-1, 1]), its cooldowns divided by the unit's own cooldown (as the
