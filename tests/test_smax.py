@@ -72,6 +72,8 @@ def test_unknown_map_lists_valid_maps() -> None:
         ddn.envs.make("smax", num_envs=2, attack_mode="nearest")
     with pytest.raises(ValueError, match="episode_limit must be >= 1"):
         ddn.envs.make("smax", num_envs=2, episode_limit=0)
+    with pytest.raises(ValueError, match="scale_features must be true or false"):
+        ddn.envs.make("smax", num_envs=2, scale_features="yes")
 
 
 def test_map_list_matches_jaxmarl() -> None:

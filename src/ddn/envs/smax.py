@@ -273,15 +273,14 @@ class SMAX(VecEnv):
     ``reward_scale``. ``MMM2`` and ``2s_vs_1sc`` are ddn's (``ddn.envs.smax_units``).
 
     ``scale_features`` (default on) puts features in SMAC's ranges, as PyMARL's mixers
-    expect: JaxMARL's weapon cooldowns keep falling below 0 while a unit holds fire (by
-    0.5 s per step: a marine's feature reads -80 after 100 idle steps), so they are floored at 0 in
-    ``obs`` and ``state``; the ``world_state`` carries raw map positions (0-32) and
-    cooldowns in seconds, so its positions are centred and divided by half the map
-    (SMAC's [-1, 1]), its cooldowns divided by the unit's own cooldown (as the
-    observations already are) and its trailing unit types by the largest type. Raw,
-    unscaled features fed QMIX's hypernetworks inputs up to 32 and made its values
-    diverge on SMAX (docs/smax.md). ``scale_features=False`` gives JaxMARL's arrays
-    unchanged.
+    expect. JaxMARL's weapon cooldowns keep falling below 0 while a unit holds fire
+    (0.5 s per step: a marine's feature reads -80 after 100 idle steps), so they are
+    floored at 0 in ``obs`` and ``state``. The ``world_state`` carries raw map positions
+    (0-32) and cooldowns in seconds, so its positions are centred and divided by half
+    the map (SMAC's [-1, 1]), its cooldowns divided by the unit's own cooldown (as the
+    observations already are) and its trailing unit types by the largest type. Unscaled,
+    these fed QMIX's hypernetworks inputs up to 32 and its values diverged on SMAX
+    (docs/smax.md). ``scale_features=False`` gives JaxMARL's arrays unchanged.
 
     Returned tensors may share memory with JAX buffers: treat them as read-only.
     """
