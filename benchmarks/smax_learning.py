@@ -3,9 +3,9 @@
 Trains each algorithm with ddn's own training loop on a SMAX (JaxMARL's SMAC) map with
 the `smax` preset (batch 32 episodes, epsilon 1 -> 0.05 over 50k steps) plus PyMARL2's
 optimiser settings (Adam lr 1e-3, TD(lambda) 0.6) and 4 parallel battles instead of 8
-(one update per 4 collected episodes: twice the preset's updates per env step, which is
-what 3m needed to reach 80% within 300k steps, docs/smax.md), then prints each run's
-test win-rate curve and the steps and minutes at which it first reached the target.
+(one update per 4 collected episodes: twice the preset's updates per env step), then
+prints each run's test win-rate curve and the steps and minutes at which it first reached
+the target (docs/smax.md has the numbers).
 
     python benchmarks/smax_learning.py [--algos qmix ddn] [--t-max 300000] [--out DIR]
     python benchmarks/smax_learning.py --algos qmix --map 2s_vs_1sc --t-max 300000
