@@ -45,7 +45,7 @@ def main() -> None:
                 while time.perf_counter() - t0 < args.seconds:
                     exp.iteration()
                 rate = (exp.t_env - steps0) / (time.perf_counter() - t0)
-                print(f"{map_name:<8}{algo:<6}{rate:>10,.0f} env steps/s", flush=True)
+                print(f"{map_name:<10} {algo:<6}{rate:>10,.0f} env steps/s", flush=True)
 
 
 if __name__ == "__main__":
