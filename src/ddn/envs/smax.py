@@ -130,9 +130,7 @@ def _quiet_import() -> Iterator[None]:
 
 
 @functools.lru_cache(maxsize=32)
-def _build(
-    map_name: str, episode_limit: int, attack_mode: str, scale_features: bool = True
-) -> _Compiled:
+def _build(map_name: str, episode_limit: int, attack_mode: str, scale_features: bool) -> _Compiled:
     """One compiled simulator per configuration.
 
     Cached so that the training and test environments of a run, and repeated
@@ -148,9 +146,7 @@ class _Compiled:
     with SMAX's six unit types, on which it computes exactly what JaxMARL computes).
     """
 
-    def __init__(
-        self, map_name: str, episode_limit: int, attack_mode: str, scale_features: bool = True
-    ):
+    def __init__(self, map_name: str, episode_limit: int, attack_mode: str, scale_features: bool):
         jax, jnp, smax_units = _import_jax()
         self.jax, self.jnp = jax, jnp
         env = smax_units.make_heuristic_env(
