@@ -27,6 +27,7 @@ from ddn.config import resolve
 from ddn.experiment import Experiment
 
 SETTINGS = ["optimizer=adam", "lr=0.001", "td_lambda=0.6", "batch_size_run=4",
+            "updates_per_iteration=1",
             "test_interval=10000", "test_nepisode=32", "save_model_interval=100000",
             "device=cpu"]  # fmt: skip
 

@@ -32,7 +32,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    overrides = ["test_nepisode=0", "save_model=false", "device=cpu"]
+    # One update per collection of 8 battles, as these numbers were first measured.
+    overrides = ["updates_per_iteration=1", "test_nepisode=0", "save_model=false", "device=cpu"]
     with tempfile.TemporaryDirectory() as tmp:
         for map_name in args.maps:
             for algo in args.algos:

@@ -226,11 +226,34 @@ def test_unknown_environment_suggests():
         ("td_lambda=-0.1", r"td_lambda must be in \[0, 1\]"),
         ("epsilon_finish=2", r"epsilon_finish must be in \[0, 1\]"),
         ("w=1.1", r"w must be in \[0, 1\]"),
+        ("updates_per_iteration=0", "updates_per_iteration must be > 0, got 0"),
+        ("student_lr=0", "student_lr must be > 0"),
     ],
 )
 def test_out_of_range(item, pattern):
     with pytest.raises(ConfigError, match=pattern):
         resolve("matrix", "qmix", overrides=[item])
+
+
+def test_updates_per_iteration_must_be_a_whole_number():
+    with pytest.raises(ConfigError, match="updates_per_iteration must be an integer, got 1.5"):
+        resolve("matrix", "qmix", overrides=["updates_per_iteration=1.5"])
+
+
+def test_paper_presets_make_one_update_per_episode():
+    """PyMARL's runner (the paper's) makes one update per collected episode."""
+    for cfg in (resolve("smax", "qmix", "3m"), resolve("smac", "ddn", "MMM2")):
+        assert cfg.updates_per_iteration == cfg.batch_size_run == 8
+    assert resolve("predator_prey", "qmix").updates_per_iteration == 1  # ddn's own default
+
+
+def test_student_and_idm_learning_rates_follow_lr_unless_set():
+    cfg = resolve("smax", "ddn", "3s5z_vs_3s6z")  # the paper's lr 1e-3 on this map
+    assert (cfg.lr, cfg.student_lr, cfg.idm_lr) == (0.001, 0.001, 0.001)
+    default = resolve("predator_prey", "ddn")
+    assert (default.lr, default.student_lr, default.idm_lr) == (0.0005, 0.0005, 0.0005)
+    own = resolve("predator_prey", "ddn", overrides=["lr=0.002", "idm_lr=0.0001"])
+    assert (own.student_lr, own.idm_lr) == (0.002, 0.0001)
 
 
 def test_boundary_values_are_accepted():

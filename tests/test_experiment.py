@@ -111,6 +111,44 @@ def test_matrix_run_reports_win_rate(tmp_path):
     assert any("train/win_rate" in e for e in events)
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_updates_per_iteration_counts_updates_and_target_syncs(tmp_path, k):
+    cfg = tiny(f"updates_per_iteration={k}", "target_update_interval=8", "save_model=false")
+    exp = Experiment(cfg, tmp_path / "run", progress=False)
+    updates, episodes = [], []
+    train = exp.learner.train
+
+    def counted(batch, episode):
+        updates.append(batch)
+        episodes.append(episode)
+        return train(batch, episode)
+
+    exp.learner.train = counted
+    exp.run()
+    iterations = exp.episode // cfg.batch_size_run
+    learning = iterations - (cfg.batch_size // cfg.batch_size_run) + 1  # once a batch fits
+    assert len(updates) == k * learning
+    # Each update samples afresh, all with the iteration's episode count.
+    assert all(a is not b for a, b in zip(updates, updates[1:], strict=False))
+    assert episodes == sorted(episodes) and len(set(episodes)) == learning
+    # Target networks still sync every target_update_interval episodes, however many
+    # updates an iteration makes.
+    assert exp.learner.last_target_update_episode == exp.episode - exp.episode % 8
+
+
+def test_resume_with_several_updates_per_iteration_is_exact(tmp_path):
+    cfg = tiny("save_buffer=true", "t_max=600", "updates_per_iteration=2")
+    a = Experiment(cfg, tmp_path / "a", progress=False).run()
+    b_dir = tmp_path / "b"
+    Experiment(cfg, b_dir, progress=False).run()
+    saved = list_checkpoints(b_dir)
+    for t in saved[1:]:
+        shutil.rmtree(b_dir / "checkpoints" / str(t))
+    assert Experiment.resume(b_dir, progress=False).run() == a
+    events_a = read_metrics(tmp_path / "a" / "metrics.jsonl")
+    assert without_time(read_metrics(b_dir / "metrics.jsonl")) == without_time(events_a)
+
+
 # ---------------------------------------------------------------- resume
 @pytest.mark.parametrize("keep", [0, 1, 2])
 def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path, keep):

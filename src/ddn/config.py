@@ -58,6 +58,10 @@ class Config:
     # Budget and data collection.
     t_max: int = 1_000_000
     batch_size_run: int = 8
+    # Gradient updates (each on a fresh sample) after each collection of batch_size_run
+    # episodes. PyMARL, and so the paper, makes one update per collected episode:
+    # updates_per_iteration = batch_size_run reproduces that (the paper presets do).
+    updates_per_iteration: int = 1
     batch_size: int = 32
     buffer_size: int = 5000
     buffer_cpu_only: bool = True
@@ -103,7 +107,9 @@ class Config:
     fusion_dim: int = 32  # d: width of the PFB / IOB outputs
     fusion_hypernet_dim: int = 4  # h: rank of the hypernetwork producing W_i (h+1 bases)
     act_with: Literal["teacher", "student"] = "teacher"
-    student_lr: float = 5e-4  # LPN's Adam learning rate (paper B.3)
+    # LPN's Adam learning rate (paper B.3: 5e-4); unset, it follows lr, so a preset that
+    # changes lr (3s5z_vs_3s6z: 1e-3) changes it for every network.
+    student_lr: float | None = None
     distill_block: bool = True  # L_B
     w_block: float = 1.0
     distill_q: bool = True  # L_Q
@@ -117,13 +123,19 @@ class Config:
     idm_next_state: bool = True  # novelty of S^{t+1} (as RND); false: of S^t
     idm_normalize: bool = True  # divide e by its running root mean square
     idm_embed_dim: int = 64
-    idm_lr: float = 5e-4
+    idm_lr: float | None = None  # IDM predictor's Adam learning rate; unset, it follows lr
     # Logging, evaluation, checkpoints (intervals in environment steps).
     test_interval: int = 20_000
     test_nepisode: int = 32
     log_interval: int = 10_000
     save_model: bool = True
     save_model_interval: int = 100_000
+
+    def __post_init__(self) -> None:
+        # Resolved at once, so config.yaml records the rate each network trained with.
+        for key in ("student_lr", "idm_lr"):
+            if getattr(self, key) is None:
+                setattr(self, key, self.lr)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -133,7 +145,8 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
 # Keys that must be > 0 (or >= 0): checked after types.
 _POSITIVE = (
-    "t_max", "batch_size_run", "batch_size", "buffer_size", "target_update_interval",
+    "t_max", "batch_size_run", "updates_per_iteration", "batch_size", "buffer_size",
+    "target_update_interval",
     "rnn_hidden_dim", "mixing_embed_dim", "hypernet_embed", "hypernet_layers", "n_head",
     "central_mixing_embed_dim", "adv_hypernet_layers", "test_interval", "log_interval",
     "save_model_interval", "lr", "fusion_dim", "fusion_hypernet_dim", "student_lr",

@@ -315,8 +315,9 @@ class Experiment:
         return {k: v for k, v in tests[-1].items() if k.startswith("test")}
 
     def iteration(self) -> float:
-        """Collect one episode per environment, store them, and make one update once the
-        buffer holds a batch. Returns the epsilon the episodes were collected with."""
+        """Collect one episode per environment, store them, and make
+        ``updates_per_iteration`` updates once the buffer holds a batch. Returns the epsilon
+        the episodes were collected with."""
         epsilon = self.epsilon(self.t_env)
         batch, stats = self.collector.run(self.learner.acting_network, epsilon, self.buffer.device)
         self.t_env += stats.env_steps
@@ -331,9 +332,13 @@ class Experiment:
         self._window["length"] += stats.lengths.tolist()
         self._window["won"] += stats.won.float().tolist()
         if self.buffer.can_sample(self.cfg.batch_size):
-            metrics = self.learner.train(self.buffer.sample(self.cfg.batch_size), self.episode)
-            for key, value in metrics.items():
-                self._train_metrics.setdefault(key, []).append(value)
+            # Every update of an iteration sees the same episode count, so target networks
+            # still sync every target_update_interval episodes, not more often.
+            for _ in range(self.cfg.updates_per_iteration):
+                batch = self.buffer.sample(self.cfg.batch_size)
+                metrics = self.learner.train(batch, self.episode)
+                for key, value in metrics.items():
+                    self._train_metrics.setdefault(key, []).append(value)
         return epsilon
 
     def _test(self, logger: RunLogger) -> dict[str, float]:
