@@ -236,7 +236,7 @@ def test_out_of_range(item, pattern):
 
 
 def test_updates_per_iteration_must_be_a_whole_number():
-    with pytest.raises(ConfigError, match="updates_per_iteration must be an integer, got 1.5"):
+    with pytest.raises(ConfigError, match=r"updates_per_iteration must be an integer, got 1\.5"):
         resolve("matrix", "qmix", overrides=["updates_per_iteration=1.5"])
 
 
