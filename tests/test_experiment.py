@@ -98,6 +98,27 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     assert state["config"] == cfg.to_dict()
 
 
+def test_run_records_the_code_that_produced_it(tmp_path):
+    """Each start and resume appends a provenance line; the summary names the code."""
+    from ddn.provenance import code_version
+
+    cfg = tiny("t_max=200", "save_model_interval=100")
+    run = tmp_path / "run"
+    Experiment(cfg, run, progress=False).run()
+    shutil.rmtree(run / "checkpoints" / str(list_checkpoints(run)[-1]))
+    summary = Experiment.resume(run, progress=False).run()
+    lines = [json.loads(x) for x in (run / "provenance.jsonl").read_text().splitlines()]
+    assert [e["t_env"] for e in lines] == [0, list_checkpoints(run)[-2]]
+    here = code_version()
+    for e in lines:
+        assert {k: e[k] for k in here} == here
+        assert {"time", "torch", "python", "host"} <= set(e)
+    assert summary["code"] == here
+    # This suite runs from ddn's git checkout (CI's clone too): the commit is known.
+    assert here["commit"] is not None and len(here["commit"]) == 40
+    assert isinstance(here["dirty"], bool)
+
+
 def test_matrix_run_reports_win_rate(tmp_path):
     cfg = resolve(
         "matrix", "vdn",

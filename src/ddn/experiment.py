@@ -2,8 +2,9 @@
 
 Usable from Python (``Experiment(cfg, run_dir).run()``) and from ``ddn train``.
 One iteration collects ``batch_size_run`` whole episodes (one per environment), stores
-them, and makes one learner update once the buffer holds ``batch_size`` episodes
-(PyMARL's schedule). Logging, testing and checkpoints fire on env-step intervals.
+them, and makes ``updates_per_iteration`` learner updates once the buffer holds
+``batch_size`` episodes (PyMARL's schedule is one update per episode). Logging, testing
+and checkpoints fire on env-step intervals.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ddn.envs import VecEnv, get_entry, make
 from ddn.evaluate import evaluate
 from ddn.learners import DDNLearner, VDLearner
 from ddn.logging import RunLogger, read_metrics
+from ddn.provenance import record_start
 from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
 
 CHECKPOINT_FORMAT = 1
@@ -254,6 +256,7 @@ class Experiment:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, self.run_dir / "config.yaml")
         logger = RunLogger(self.run_dir, resume_t_env=self._resumed_from)
+        code = record_start(self.run_dir, self.t_env)
         bar = tqdm(
             total=cfg.t_max, initial=min(self.t_env, cfg.t_max), unit="step",
             unit_scale=True, dynamic_ncols=True, disable=not self.progress,
@@ -297,6 +300,7 @@ class Experiment:
             "episode": self.episode,
             "finished": not stopped,
             **last_test,
+            "code": {k: code[k] for k in ("ddn", "commit", "dirty")},
         }
         _atomic_write_json(self.run_dir / "summary.json", summary)
         if stopped:
