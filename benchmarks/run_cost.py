@@ -46,9 +46,13 @@ def measure(env: str, map_name: str | None, algo: str, sets: list[str], iteratio
     if cfg.test_nepisode > 0:
         from ddn.evaluate import evaluate
 
+        def test() -> None:
+            for prefix, network in exp.learner.evaluation_policies().items():
+                evaluate(network, exp.test_env, cfg.test_nepisode, prefix)
+
+        test()  # the first test compiles (SMAX's jitted step): once per run
         t1 = time.process_time()
-        for prefix, network in exp.learner.evaluation_policies().items():
-            evaluate(network, exp.test_env, cfg.test_nepisode, prefix)
+        test()
         test_s = time.process_time() - t1
     n_tests = cfg.t_max // cfg.test_interval + 1 if cfg.test_nepisode > 0 else 0
     run_s = cfg.t_max / train_rate + n_tests * test_s
