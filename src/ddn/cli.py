@@ -169,13 +169,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ddn.evaluate import evaluate
+    from ddn.evaluate import run_episodes
+    from ddn.logging import append_episodes, episode_record
     from ddn.run import load_run
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
     run = load_run(args.run, args.checkpoint, num_envs=min(args.episodes, 64))
-    metrics = evaluate(run.policy(args.policy), run.env, args.episodes)
+    episodes = run_episodes(run.policy(args.policy), run.env, args.episodes)
+    metrics = episodes.summary("test")
+    # Every episode goes to the run's episodes.jsonl (marl-eval's absolute metric reads it).
+    append_episodes(args.run, episode_record(run.t_env, "evaluate", args.policy, episodes))
     print(
         json.dumps(
             {

@@ -1,8 +1,9 @@
-"""Greedy evaluation episodes."""
+"""Greedy evaluation episodes: their per-episode values and the summary logged from them."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -10,14 +11,38 @@ from ddn.envs import VecEnv
 from ddn.rollout import ActingNetwork, Collector
 
 
-def evaluate(
-    network: ActingNetwork, env: VecEnv, n_episodes: int, prefix: str = "test"
-) -> dict[str, float]:
-    """Run ``n_episodes`` greedy episodes (in rollouts of ``env.num_envs``) and summarise.
+def policy_name(prefix: str) -> str:
+    """A metrics prefix's network: ``test`` -> teacher (the GGN, or a non-DDN run's only
+    network), ``test_student`` -> student (DDN's LPN)."""
+    return "student" if prefix == "test_student" else "teacher"
 
-    Keys: ``<prefix>/return_mean``, ``return_std``, ``ep_length_mean`` and, where the
-    environment has a win condition, ``win_rate``.
-    """
+
+@dataclass
+class Episodes:
+    """Every evaluation episode's return, length and win (``won`` is None where the
+    environment has no win condition). The logged means are computed from exactly these
+    values, so ``episodes.jsonl`` and ``metrics.jsonl`` always agree."""
+
+    returns: torch.Tensor  # [n] float32, as the environment summed them
+    lengths: torch.Tensor  # [n] int
+    won: torch.Tensor | None  # [n] bool
+
+    def summary(self, prefix: str = "test") -> dict[str, float]:
+        """``<prefix>/return_mean``, ``return_std`` (population std, as PyMARL logs it),
+        ``ep_length_mean`` and, with a win condition, ``win_rate``."""
+        r = self.returns.double()
+        metrics = {
+            f"{prefix}/return_mean": float(r.mean()),
+            f"{prefix}/return_std": float(r.std(unbiased=False)),
+            f"{prefix}/ep_length_mean": float(self.lengths.double().mean()),
+        }
+        if self.won is not None:
+            metrics[f"{prefix}/win_rate"] = float(self.won.double().mean())
+        return metrics
+
+
+def run_episodes(network: ActingNetwork, env: VecEnv, n_episodes: int) -> Episodes:
+    """Run ``n_episodes`` greedy episodes (in rollouts of ``env.num_envs``)."""
     collector = Collector(env, env.device)
     returns, lengths, won = [], [], []
     for _ in range(math.ceil(n_episodes / env.num_envs)):
@@ -25,12 +50,15 @@ def evaluate(
         returns.append(stats.returns)
         lengths.append(stats.lengths)
         won.append(stats.won)
-    r = torch.cat(returns)[:n_episodes].double()
-    metrics = {
-        f"{prefix}/return_mean": float(r.mean()),
-        f"{prefix}/return_std": float(r.std(unbiased=False)),
-        f"{prefix}/ep_length_mean": float(torch.cat(lengths)[:n_episodes].double().mean()),
-    }
-    if env.spec.has_win_condition:
-        metrics[f"{prefix}/win_rate"] = float(torch.cat(won)[:n_episodes].double().mean())
-    return metrics
+    return Episodes(
+        torch.cat(returns)[:n_episodes].cpu(),
+        torch.cat(lengths)[:n_episodes].cpu(),
+        torch.cat(won)[:n_episodes].cpu() if env.spec.has_win_condition else None,
+    )
+
+
+def evaluate(
+    network: ActingNetwork, env: VecEnv, n_episodes: int, prefix: str = "test"
+) -> dict[str, float]:
+    """The summary of ``n_episodes`` greedy episodes (see :meth:`Episodes.summary`)."""
+    return run_episodes(network, env, n_episodes).summary(prefix)

@@ -28,7 +28,7 @@ from ddn.buffer import EpisodeBuffer
 from ddn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ddn.config import Config, ConfigError, is_ddn
 from ddn.envs import VecEnv, get_entry, make
-from ddn.evaluate import evaluate
+from ddn.evaluate import policy_name, run_episodes
 from ddn.learners import DDNLearner, VDLearner
 from ddn.logging import RunLogger, read_metrics
 from ddn.provenance import record_start
@@ -348,7 +348,9 @@ class Experiment:
     def _test(self, logger: RunLogger) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for prefix, network in self.learner.evaluation_policies().items():
-            metrics.update(evaluate(network, self.test_env, self.cfg.test_nepisode, prefix))
+            episodes = run_episodes(network, self.test_env, self.cfg.test_nepisode)
+            metrics.update(episodes.summary(prefix))
+            logger.log_episodes(self.t_env, policy_name(prefix), episodes, episode=self.episode)
         if "test_student/return_mean" in metrics:
             rate = transfer_rate(metrics, self.spec.has_win_condition)
             metrics["test/transfer_rate"] = float("nan") if rate is None else rate

@@ -1,8 +1,16 @@
-"""Run logs: one JSON object per event in ``metrics.jsonl``, plus TensorBoard events.
+"""Run logs: one JSON object per event in ``metrics.jsonl``, every evaluation episode in
+``episodes.jsonl``, plus TensorBoard events.
 
-Every event carries ``t_env`` (environment steps so far). On resume the JSONL file is
+Every event carries ``t_env`` (environment steps so far). On resume both JSONL files are
 cut back to the checkpoint's ``t_env`` and TensorBoard purges later steps, so a
 resumed run's logs read as if it had never stopped.
+
+``episodes.jsonl`` holds one line per evaluated network per test event (``source``
+``test``) or ``ddn evaluate`` call (``source`` ``evaluate``, ``t_env`` = the checkpoint's):
+``policy`` (``teacher``: the GGN or a non-DDN run's only network; ``student``: DDN's LPN)
+and the lists ``return``, ``length`` and, where the environment has a win condition,
+``won`` (0/1), one entry per episode. Returns are written at float32 precision (what the
+environment summed), so the means in ``metrics.jsonl`` are recomputed from them exactly.
 """
 
 from __future__ import annotations
@@ -11,11 +19,19 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ddn.evaluate import Episodes
+
+EPISODES_FILE = "episodes.jsonl"
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All events of a ``metrics.jsonl`` (a truncated last line from a crash is skipped)."""
+    """All events of a ``metrics.jsonl`` or ``episodes.jsonl`` (a truncated last line from
+    a crash is skipped)."""
     events = []
     for line in Path(path).read_text().splitlines():
         try:
@@ -25,15 +41,43 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return events
 
 
+def episode_record(
+    t_env: int, source: str, policy: str, episodes: Episodes, **extra: Any
+) -> dict[str, Any]:
+    """One ``episodes.jsonl`` line (see the module docstring)."""
+    # str() of a float32 is its shortest decimal that reads back as the same float32.
+    returns = [float(str(v)) for v in episodes.returns.numpy().astype(np.float32)]
+    record = {"t_env": t_env, "source": source, "policy": policy, **extra, "return": returns}
+    record["length"] = [int(v) for v in episodes.lengths.tolist()]
+    if episodes.won is not None:
+        record["won"] = [int(v) for v in episodes.won.tolist()]
+    return record
+
+
+def append_episodes(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one record to a run's ``episodes.jsonl`` (``ddn evaluate``)."""
+    with (Path(run_dir) / EPISODES_FILE).open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _cut_back(path: Path, t_env: int) -> None:
+    """Keep only the events at or before ``t_env`` (a resume's checkpoint)."""
+    kept = [e for e in read_metrics(path) if e.get("t_env", 0) <= t_env]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(e) + "\n" for e in kept))
+    os.replace(tmp, path)  # atomic: a crash here never loses the log
+
+
 class RunLogger:
     def __init__(self, run_dir: Path, resume_t_env: int | None = None, tensorboard: bool = True):
         self.path = run_dir / "metrics.jsonl"
-        if resume_t_env is not None and self.path.exists():
-            kept = [e for e in read_metrics(self.path) if e.get("t_env", 0) <= resume_t_env]
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(e) + "\n" for e in kept))
-            os.replace(tmp, self.path)  # atomic: a crash here never loses the log
+        self.episodes_path = run_dir / EPISODES_FILE
+        if resume_t_env is not None:
+            for path in (self.path, self.episodes_path):
+                if path.exists():
+                    _cut_back(path, resume_t_env)
         self._file = self.path.open("a", buffering=1)
+        self._episodes = self.episodes_path.open("a", buffering=1)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -49,8 +93,14 @@ class RunLogger:
                 if isinstance(value, int | float) and math.isfinite(value):
                     self._tb.add_scalar(key, value, t_env)
 
+    def log_episodes(self, t_env: int, policy: str, episodes: Episodes, **extra: Any) -> None:
+        """Every episode of one test of one network (``policy`` teacher or student)."""
+        record = episode_record(t_env, "test", policy, episodes, **extra)
+        self._episodes.write(json.dumps(record) + "\n")
+
     def close(self) -> None:
         self._file.close()
+        self._episodes.close()
         if self._tb is not None:
             self._tb.close()
 
