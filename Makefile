@@ -15,10 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# The tests also exercise the optional extras: SMAX (jaxmarl), PettingZoo's MPE and
-# local Ray sweeps.
+# The tests also exercise the optional extras: SMAX (jaxmarl), PettingZoo's MPE, local
+# Ray sweeps and the aggregate statistics (rliable).
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,smax,ray,pettingzoo]'
+	$(PY) -m pip install -q -e '.[dev,smax,ray,pettingzoo,stats]'
 	touch $(TEST_STAMP)
 
 install: $(STAMP)

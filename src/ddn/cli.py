@@ -91,11 +91,17 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--metric", help="metrics.jsonl key (default: test/win_rate if logged, else return)"
     )
+    pl.add_argument(
+        "--kind", choices=["curves", "profile", "aggregate"], default="curves",
+        help="curves: learning curves; profile: performance profile of the final scores "
+        "with its 95%% CI band; aggregate: median, IQM and mean with 95%% CIs (rliable)",
+    )  # fmt: skip
     pl.add_argument("--band", choices=["std", "ci"], default="std", help="std or 95%% CI")
     pl.add_argument(
         "--out", type=Path, default=Path("curves.png"), help="writes FILE.png and FILE.svg"
     )
     pl.add_argument("--title")
+    _aggregate_options(pl)
 
     rp = sub.add_parser("report", help="the paper's tables (Markdown and CSV) from runs")
     rp.add_argument("runs", nargs="+", type=Path, help="run folders, or folders holding them")
@@ -105,6 +111,15 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--metric", choices=["win_rate", "return_mean"], help="default: win rate where logged"
     )
+    _aggregate_options(rp)
+    rp.add_argument(
+        "--marl-eval", type=Path, metavar="FILE", help="also write the runs' per-episode "
+        "evaluations as marl-eval's JSON (docs/experiments.md)",
+    )  # fmt: skip
+    rp.add_argument(
+        "--pymarl", type=Path, metavar="DIR",
+        help="also write a sacred-style info.json per run (PyMARL's metric names) under DIR",
+    )  # fmt: skip
 
     sw = sub.add_parser(
         "sweep", help="run a grid of algorithms x envs/maps x seeds x variants (local or Ray)"
@@ -119,6 +134,26 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--list", action="store_true", help="list the packaged sweep files")
     sw.add_argument("--dry-run", action="store_true", help="print the runs and their state")
     return p
+
+
+def _aggregate_options(p: argparse.ArgumentParser) -> None:
+    """Options of the aggregate statistics (``ddn report``, ``ddn plot --kind ...``)."""
+    p.add_argument(
+        "--bootstrap-reps", type=int, default=2000, metavar="N",
+        help="bootstrap resamples for the 95%% CIs (default 2000)",
+    )  # fmt: skip
+    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="default 0")
+    p.add_argument(
+        "--score-range", action="append", default=[], metavar="TASK=MIN:MAX",
+        help="normalise TASK's returns by this min-max (default: the lowest and highest "
+        "test episode return of the runs given)",
+    )  # fmt: skip
+
+
+def _options(args: argparse.Namespace, metric: str | None):
+    from ddn.analysis.aggregate import Options, parse_ranges
+
+    return Options(metric, args.bootstrap_reps, args.bootstrap_seed, parse_ranges(args.score_range))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,6 +312,20 @@ def _plot(args: argparse.Namespace) -> int:
     from ddn.analysis.curves import find_runs, plot_curves
 
     runs = find_runs(args.runs)
+    if args.kind != "curves":
+        from ddn.analysis.aggregate import plot_aggregate
+
+        metric = args.metric.removeprefix("test/") if args.metric else None
+        if metric not in (None, "win_rate", "return_mean"):
+            raise ConfigError(f"--kind {args.kind} takes --metric win_rate or return_mean")
+        out = args.out if args.out != Path("curves.png") else Path(f"{args.kind}.png")
+        written, scores = plot_aggregate(runs, out, _options(args, metric), args.kind, args.title)
+        left = f"; left out: {len(scores.left_out)} (see ddn report)" if scores.left_out else ""
+        print(
+            f"{len(runs)} runs, {len(scores.matrices)} algorithm(s) over "
+            f"{len(scores.metric)} task(s){left}: " + ", ".join(str(p) for p in written)
+        )
+        return 0
     written, metric, panels = plot_curves(runs, args.out, args.metric, args.band, args.title)
     lines = sum(len(c) for c in panels.values())
     print(
@@ -290,9 +339,21 @@ def _report(args: argparse.Namespace) -> int:
     from ddn.analysis.curves import find_runs
     from ddn.analysis.report import build_report, write_report
 
-    report = build_report(find_runs(args.runs), args.metric)
+    runs = find_runs(args.runs)
+    report = build_report(runs, args.metric, _options(args, args.metric))
     written = write_report(report, args.out)
     print(report.markdown())
+    if args.marl_eval is not None:
+        from ddn.analysis.export import write_marl_eval
+
+        left_out = write_marl_eval(runs, args.marl_eval)
+        written.append(args.marl_eval)
+        for name, why in left_out:
+            print(f"marl-eval export left out {name}: {why}")
+    if args.pymarl is not None:
+        from ddn.analysis.export import write_pymarl
+
+        written += write_pymarl(runs, args.pymarl)
     print("Wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -17,6 +17,10 @@ Which runs feed which table is read from each run's ``config.yaml``:
 
 "Differing only" means the other ablation switches are at their defaults. A table is
 written only when the runs it compares exist; the others are listed as skipped, with why.
+
+After the tables comes the aggregate-statistics section (IQM and friends with bootstrap
+CIs, probability of improvement; ``ddn.analysis.aggregate``), from the runs'
+per-episode values.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ import csv
 import io
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ddn.analysis.aggregate import Options, aggregate_section
 from ddn.analysis.curves import RunRecord, algo_label, mean_std
 from ddn.config import BASE_ALGORITHMS, Config, base_algo, is_ddn
 
@@ -118,6 +123,7 @@ class Report:
     tables: list[Table]
     skipped: dict[str, str]  # table key -> why
     notes: list[str]
+    aggregate: str = ""  # the aggregate-statistics section (Markdown), if asked for
 
     def markdown(self) -> str:
         parts = ["# Results", ""]
@@ -126,6 +132,8 @@ class Report:
             parts.append("")
         for table in self.tables:
             parts.append(table.markdown())
+        if self.aggregate:
+            parts.append(self.aggregate)
         if self.skipped:
             parts.append("## Skipped tables\n")
             parts += [f"- {k}: {why}" for k, why in self.skipped.items()]
@@ -293,9 +301,12 @@ def _idm_setting(run: RunRecord) -> tuple:
     return (True, float(run.config.get("idm_mask_prob", _DEFAULTS.idm_mask_prob)))
 
 
-def build_report(runs: Sequence[RunRecord], metric: str | None = None) -> Report:
+def build_report(
+    runs: Sequence[RunRecord], metric: str | None = None, aggregate: Options | None = None
+) -> Report:
     """All tables the runs allow. ``metric``: ``win_rate`` or ``return_mean`` (default:
-    win rate where every run of a scenario logs one)."""
+    win rate where every run of a scenario logs one). ``aggregate``: also the aggregate
+    statistics section, with these options (its metric is ``metric``)."""
     if metric is not None:
         metric = metric.removeprefix("test/")
     sc = _Scenarios(runs, metric)
@@ -344,7 +355,10 @@ def build_report(runs: Sequence[RunRecord], metric: str | None = None) -> Report
     no_test = [r for r in runs if not r.final_metrics()]
     if no_test:
         notes.append(f"{len(no_test)} run(s) have no test metrics yet and count nowhere")
-    return Report(tables, skipped, notes)
+    section = ""
+    if aggregate is not None:
+        section = aggregate_section(runs, replace(aggregate, metric=metric))
+    return Report(tables, skipped, notes, section)
 
 
 def write_report(report: Report, out: str | Path) -> list[Path]:
