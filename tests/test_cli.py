@@ -12,6 +12,7 @@ from ddn import config
 from ddn.cli import main
 from ddn.config import ALGORITHMS
 from ddn.envs import list_envs
+from ddn.logging import read_metrics
 
 TINY = [
     "env.n_agents=3", "env.n_prey=1", "env.height=5", "env.width=5", "env.episode_limit=20",
@@ -212,6 +213,12 @@ def test_train_then_evaluate(trained_run, capsys):
     for key in ("test/return_mean", "test/return_std", "test/ep_length_mean"):
         assert isinstance(result[key], float)
     assert 1 <= result["test/ep_length_mean"] <= 20
+    # Every episode is appended to the run's episodes.jsonl, after its test records.
+    record = read_metrics(trained_run / "episodes.jsonl")[-1]
+    assert record["source"] == "evaluate" and record["policy"] == "teacher"
+    assert record["t_env"] == summary["t_env"] and len(record["return"]) == 4
+    assert sum(record["return"]) / 4 == pytest.approx(result["test/return_mean"], abs=1e-12)
+    assert sum(record["length"]) / 4 == result["test/ep_length_mean"]
 
 
 def test_train_prints_run_folder_and_summary(tmp_path, capsys):

@@ -53,6 +53,30 @@ def assert_monotonic_per_kind(events: list[dict]) -> None:
         last[k] = e["t_env"]
 
 
+def assert_episodes_match_metrics(run: Path, policies: tuple[str, ...] = ("teacher",)) -> None:
+    """episodes.jsonl holds, per test event and network, exactly the episodes whose means
+    metrics.jsonl logged."""
+    tests = [e for e in read_metrics(run / "metrics.jsonl") if "test/return_mean" in e]
+    records = read_metrics(run / "episodes.jsonl")
+    assert [r["t_env"] for r in records] == [e["t_env"] for e in tests for _ in policies]
+    for event, i in zip(tests, range(0, len(records), len(policies)), strict=True):
+        for record, policy in zip(records[i : i + len(policies)], policies, strict=True):
+            prefix = "test" if policy == "teacher" else "test_student"
+            assert record["source"] == "test" and record["policy"] == policy
+            assert record["episode"] == event["episode"]
+            returns = torch.tensor(record["return"], dtype=torch.float32).double()
+            assert len(returns) == len(record["length"])
+            assert float(returns.mean()) == event[f"{prefix}/return_mean"]
+            assert float(returns.std(unbiased=False)) == event[f"{prefix}/return_std"]
+            lengths = torch.tensor(record["length"], dtype=torch.float64)
+            assert float(lengths.mean()) == event[f"{prefix}/ep_length_mean"]
+            if f"{prefix}/win_rate" in event:
+                assert set(record["won"]) <= {0, 1}
+                assert sum(record["won"]) / len(record["won"]) == event[f"{prefix}/win_rate"]
+            else:
+                assert "won" not in record
+
+
 # ---------------------------------------------------------------- one run
 def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     cfg = tiny()
@@ -80,6 +104,8 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     assert tests[0]["t_env"] == 0  # PyMARL tests before training
     assert tests[-1]["t_env"] == summary["t_env"]
     assert tests[-1]["test/return_mean"] == summary["test/return_mean"]
+    assert_episodes_match_metrics(run)
+    assert len(read_metrics(run / "episodes.jsonl")[0]["return"]) == cfg.test_nepisode
 
     # TensorBoard event files.
     assert list((run / "tb").glob("events.out.tfevents.*"))
@@ -130,6 +156,13 @@ def test_matrix_run_reports_win_rate(tmp_path):
     assert not (tmp_path / "m" / "checkpoints").exists()  # save_model=false
     events = read_metrics(tmp_path / "m" / "metrics.jsonl")
     assert any("train/win_rate" in e for e in events)
+    assert_episodes_match_metrics(tmp_path / "m")
+
+
+def test_ddn_run_keeps_teacher_and_student_episodes(tmp_path):
+    cfg = tiny("t_max=200", "test_interval=100", "save_model=false", algo="ddn_vdn")
+    Experiment(cfg, tmp_path / "d", progress=False).run()
+    assert_episodes_match_metrics(tmp_path / "d", ("teacher", "student"))
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -195,6 +228,9 @@ def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path, keep):
     events_a = read_metrics(a_dir / "metrics.jsonl")
     events_b = read_metrics(b_dir / "metrics.jsonl")
     assert without_time(events_b) == without_time(events_a)
+    # The per-episode file is cut back with metrics.jsonl: no test is kept twice.
+    assert read_metrics(b_dir / "episodes.jsonl") == read_metrics(a_dir / "episodes.jsonl")
+    assert_episodes_match_metrics(b_dir)
     assert list_checkpoints(b_dir) == list_checkpoints(a_dir)
 
 
@@ -222,12 +258,12 @@ def reference_run(tmp_path_factory):
     cfg = tiny("save_buffer=true", "t_max=1000")
     run = tmp_path_factory.mktemp("reference") / "run"
     summary = Experiment(cfg, run, progress=False).run()
-    return cfg, summary, read_metrics(run / "metrics.jsonl")
+    return cfg, summary, read_metrics(run / "metrics.jsonl"), read_metrics(run / "episodes.jsonl")
 
 
 @pytest.mark.parametrize("k", [6, 11])
 def test_resume_after_a_crash_mid_iteration(tmp_path, reference_run, k):
-    cfg, summary_a, events_a = reference_run
+    cfg, summary_a, events_a, episodes_a = reference_run
     run = tmp_path / "run"
     exp = Experiment(cfg, run, progress=False)
 
@@ -240,14 +276,17 @@ def test_resume_after_a_crash_mid_iteration(tmp_path, reference_run, k):
     # The crash may also leave half a line at the end of the log.
     with (run / "metrics.jsonl").open("a") as f:
         f.write('{"t_env": 99999, "train/ret')
+    with (run / "episodes.jsonl").open("a") as f:
+        f.write('{"t_env": 99999, "source": "test", "return": [1.0, ')
     resumed = Experiment.resume(run, progress=False)
     assert resumed.t_env < exp.t_env
     assert resumed.run() == summary_a
     assert without_time(read_metrics(run / "metrics.jsonl")) == without_time(events_a)
+    assert read_metrics(run / "episodes.jsonl") == episodes_a
 
 
 def test_ctrl_c_in_process_then_resume_matches(tmp_path, reference_run):
-    cfg, summary_a, events_a = reference_run
+    cfg, summary_a, events_a, episodes_a = reference_run
     run = tmp_path / "run"
     exp = Experiment(cfg, run, progress=False)
     _interrupt_at_update(exp, 11, lambda: os.kill(os.getpid(), signal.SIGINT))
@@ -262,6 +301,7 @@ def test_ctrl_c_in_process_then_resume_matches(tmp_path, reference_run):
     assert resumed.t_env == stopped["t_env"]
     assert resumed.run() == summary_a
     assert without_time(read_metrics(run / "metrics.jsonl")) == without_time(events_a)
+    assert read_metrics(run / "episodes.jsonl") == episodes_a
 
 
 def test_resume_without_saved_buffer_refills_it(tmp_path):

@@ -353,7 +353,9 @@ def _report(args: argparse.Namespace) -> int:
     if args.pymarl is not None:
         from ddn.analysis.export import write_pymarl
 
-        written += write_pymarl(runs, args.pymarl)
+        folders = write_pymarl(runs, args.pymarl)
+        print(f"PyMARL export: {len(folders)} run folder(s) 1..{len(folders)} in {args.pymarl}")
+        written.append(args.pymarl)
     print("Wrote " + ", ".join(str(p) for p in written))
     return 0
 

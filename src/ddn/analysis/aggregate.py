@@ -23,7 +23,7 @@ its lowest seeds on every task; the runs dropped, like runs without ``episodes.j
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,10 +81,14 @@ def aggregate_metrics(scores: np.ndarray) -> np.ndarray:
 
 
 def interval_estimates(
-    scores: Mapping[str, np.ndarray], reps: int = DEFAULT_REPS, seed: int = 0
+    scores: Mapping[str, np.ndarray],
+    reps: int = DEFAULT_REPS,
+    seed: int = 0,
+    func: Callable[[np.ndarray], np.ndarray] = aggregate_metrics,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Point estimates [median, IQM, mean] and their 95% stratified-bootstrap CIs
-    (percentile, ``reps`` resamples of runs within each task) per algorithm.
+    """Point estimates of ``func`` (default [median, IQM, mean]) and their 95%
+    stratified-bootstrap CIs (percentile, ``reps`` resamples of runs within each task)
+    per algorithm: [2, metrics] arrays, lower bounds first.
 
     Each algorithm is resampled from ``seed`` on its own, so its interval does not depend
     on which other algorithms are in the call."""
@@ -92,7 +96,7 @@ def interval_estimates(
     points, intervals = {}, {}
     for key, matrix in scores.items():
         with _seeded(seed):
-            p, i = library.get_interval_estimates({key: matrix}, aggregate_metrics, reps=reps)
+            p, i = library.get_interval_estimates({key: matrix}, func, reps=reps)
         points[key], intervals[key] = p[key], i[key]
     return points, intervals
 
