@@ -404,7 +404,7 @@ def plot_aggregate(
     n_runs = sum(m.shape[0] for m in scores.matrices.values())
     if kind == "profile":
         values = np.concatenate([m.ravel() for m in scores.matrices.values()])
-        taus = np.linspace(min(0.0, values.min()), max(1.0, values.max()), 201)
+        taus = np.linspace(min(0.0, values.min()), max(1.0, values.max()), 101)
         profiles, bands = performance_profiles(scores.matrices, taus, options.reps, options.seed)
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150)
         for label in labels:
