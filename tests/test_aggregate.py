@@ -206,7 +206,8 @@ def test_report_section_pairs_counts_and_left_out_runs(study):
     assert "| VDN_DDN LPN | VDN | 2 |" in section
     assert "| VDN_DDN LPN | VDN_DDN GGN | 2 | 0.222 [" in section
     assert "| VDN | 2 | 6 |" in section  # tasks, run scores
-    assert "| predator_prey | VDN | 3 | 0, 1, 2 |" in section
+    assert "| predator_prey | VDN | 3 | 0, 1, 2 | 1, 3, 5 |" in section  # raw final returns
+    assert "| 3m | VDN_DDN LPN | 3 | 0, 1, 2 | 0.75, 0.5, 1 |" in section
     assert "- pp-vdn-old: no episodes.jsonl" in section
     # The same seed gives the same section.
     assert build_report(runs, aggregate=Options(reps=200, seed=0)).markdown() == md

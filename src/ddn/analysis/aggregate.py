@@ -204,14 +204,10 @@ def collect_scores(runs: Sequence[RunRecord], options: Options) -> Scores:
     for run in runs:
         records = _records(run)
         if records is None:
-            left_out.append(
-                (
-                    run.path.name,
-                    f"no {EPISODES_FILE} (logged before per-episode "
-                    "values were; its means are in the tables)",
-                )
-            )
-            continue  # fmt: skip
+            why = f"no {EPISODES_FILE} (logged before per-episode values were; "
+            why += "its means are in the tables)"
+            left_out.append((run.path.name, why))
+            continue
         tests = [r for r in records if r.get("source") == "test"]
         if not tests:
             left_out.append((run.path.name, f"no test evaluation in {EPISODES_FILE}"))
@@ -361,10 +357,12 @@ def _estimates_lines(scores: Scores, options: Options) -> list[str]:
                 continue
             p, (lo, hi) = probability_of_improvement(mx, my, options.reps, options.seed)
             lines.append(f"| {x} | {y} | {n} | {_ci(p, lo, hi)} |")
-    lines += ["", "Runs per cell:", "", "| task | algorithm | runs | seeds |", "|---|---|---|---|"]
+    lines += ["", "Runs per cell (final: each run's last-test mean before normalising):", "",
+              "| task | algorithm | runs | seeds | final |", "|---|---|---|---|---|"]  # fmt: skip
     for (label, task), members in sorted(scores.cells.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         seeds = ", ".join(str(m.run.seed) for m in members)
-        lines.append(f"| {task} | {label} | {len(members)} | {seeds} |")
+        finals = ", ".join(f"{m.raw:.4g}" for m in members)
+        lines.append(f"| {task} | {label} | {len(members)} | {seeds} | {finals} |")
     lines.append("")
     return lines
 
