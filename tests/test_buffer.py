@@ -227,8 +227,27 @@ def test_load_state_dict_copies_the_tensors():
 def test_load_state_dict_shape_mismatch(capacity):
     buf = EpisodeBuffer(4, SPEC)
     other = EpisodeBuffer(capacity, SPEC)
-    with pytest.raises(ValueError, match=r"saved buffer field obs has shape \[4, 7, 2, 3\]"):
+    with pytest.raises(ValueError, match=r"saved buffer has capacity 4, expected"):
         other.load_state_dict(buf.state_dict())
+
+
+def test_snapshot_holds_only_the_filled_episodes(tmp_path):
+    buf = EpisodeBuffer(64, SPEC)
+    buf.insert(make_batch([1, 2, 3], [2, 6, 4]))
+    state = buf.state_dict()
+    assert state["obs"].shape[0] == 3 and state["size"] == 3
+    torch.save(state, tmp_path / "part.pt")
+    full = EpisodeBuffer(64, SPEC)
+    for _ in range(22):
+        full.insert(make_batch([1, 2, 3], [2, 6, 4]))
+    torch.save(full.state_dict(), tmp_path / "full.pt")
+    # A slice saved as is would carry the whole preallocated storage.
+    assert (tmp_path / "part.pt").stat().st_size * 5 < (tmp_path / "full.pt").stat().st_size
+    loaded = EpisodeBuffer(64, SPEC)
+    loaded.load_state_dict(torch.load(tmp_path / "part.pt", weights_only=True))
+    for name, x in buf.data.tensors().items():
+        assert torch.equal(loaded.data.tensors()[name], x), name
+    assert (loaded.cursor, loaded.size) == (3, 3)
 
 
 def test_load_state_dict_other_spec_fails():

@@ -136,14 +136,26 @@ class EpisodeBuffer:
         return self.data.index(idx, max(max_t, 1))
 
     def state_dict(self) -> dict[str, torch.Tensor | int]:
-        return {**self.data.tensors(), "cursor": self.cursor, "size": self.size}
+        """The filled episodes only: slots fill in order from 0 until the ring is full,
+        so they are the first ``size``, and a young run's snapshot stays small. (A saved
+        slice would carry its whole storage, so a partial one is copied.)"""
+        data = self.data.tensors()
+        if self.size < self.capacity:
+            data = {k: v[: self.size].clone() for k, v in data.items()}
+        return {**data, "cursor": self.cursor, "size": self.size, "capacity": self.capacity}
 
     def load_state_dict(self, state: dict) -> None:
+        size = int(state["size"])
+        capacity = int(state.get("capacity", state["filled"].shape[0]))  # older: every slot
+        if capacity != self.capacity:
+            raise ValueError(f"saved buffer has capacity {capacity}, expected {self.capacity}")
         for name, dst in self.data.tensors().items():
-            if state[name].shape != dst.shape:
+            src = state[name][:size]
+            if src.shape[1:] != dst.shape[1:] or src.shape[0] != size:
                 raise ValueError(
                     f"saved buffer field {name} has shape {list(state[name].shape)}, "
-                    f"expected {list(dst.shape)}"
+                    f"expected {[size, *dst.shape[1:]]}"
                 )
-            dst.copy_(state[name])
-        self.cursor, self.size = int(state["cursor"]), int(state["size"])
+            dst[:size] = src
+            dst[size:] = 0
+        self.cursor, self.size = int(state["cursor"]), size

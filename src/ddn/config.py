@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -130,6 +131,10 @@ class Config:
     log_interval: int = 10_000
     save_model: bool = True
     save_model_interval: int = 100_000
+    keep_checkpoints: int = 3  # the newest this many stay on disk; 0 keeps all
+    # Warn once when a logged mean Q exceeds this many times the largest discounted
+    # return the rewards seen so far allow (a run heading for divergence); 0: never.
+    runaway_q_factor: float = 10.0
 
     def __post_init__(self) -> None:
         # Resolved at once, so config.yaml records the rate each network trained with.
@@ -154,8 +159,10 @@ _POSITIVE = (
 )  # fmt: skip
 _NON_NEGATIVE = (
     "test_nepisode", "epsilon_anneal_time", "w_block", "w_q", "w_feature",
-    "idm_coef",
+    "idm_coef", "keep_checkpoints", "runaway_q_factor",
 )  # fmt: skip
+# Seeds feed torch's and numpy's generators (with offsets for the test environments).
+MAX_SEED = 2**62
 
 
 def _suggest(word: str, options: typing.Iterable[str]) -> str:
@@ -229,6 +236,14 @@ def from_dict(values: dict[str, Any]) -> Config:
     for key in ("gamma", "td_lambda", "epsilon_start", "epsilon_finish", "w", "idm_mask_prob"):
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(cfg, key)}")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed must be in [0, 2**62], got {cfg.seed}")
+    for key in ("batch_size", "batch_size_run"):
+        if getattr(cfg, key) > cfg.buffer_size:
+            raise ConfigError(
+                f"{key}={getattr(cfg, key)} is larger than buffer_size={cfg.buffer_size} "
+                f"(episodes); raise buffer_size or lower {key}"
+            )
     _check_env(cfg)
     if cfg.algo not in ALGORITHMS:
         raise ConfigError(
@@ -260,10 +275,29 @@ def _preset_dir() -> Path:
     return Path(str(resources.files("ddn") / "configs"))
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, plus YAML 1.2's floats without a dot (``1e30``,
+    ``5e-4``), which 1.1 reads as strings: an environment parameter such as a payoff
+    matrix would get text where the user wrote a number."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_yaml_mapping(path: Path, what: str = "config keys") -> dict[str, Any]:
     """A YAML file holding a mapping (presets, sweep files), or one ConfigError."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a UTF-8 text file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -281,7 +315,7 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"--set expects key=value, got {item!r} (e.g. --set lr=0.001)")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
+        value = load_yaml(raw)
     except yaml.YAMLError:
         raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
     return key.strip(), value
@@ -332,7 +366,21 @@ def resolve(
 
 def load(path: str | Path) -> Config:
     """Read a run folder's resolved ``config.yaml``."""
-    return from_dict(load_yaml_mapping(Path(path)))
+    values = load_yaml_mapping(Path(path))
+    if not {"env_name", "algo"} <= set(values):  # e.g. emptied: not all defaults
+        raise ConfigError(
+            f"{path} holds no run configuration (no env_name or algo: it is empty or was "
+            "cut); restore that file, or start a new run"
+        )
+    return from_dict(values)
+
+
+def differing_keys(saved: dict[str, Any], cfg: Config) -> list[str]:
+    """Keys where a stored configuration (a checkpoint's) differs from ``cfg``. Keys the
+    stored one lacks (added to ddn since) count as their defaults."""
+    current = cfg.to_dict()
+    stored = {**Config().to_dict(), **saved}
+    return sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
 
 
 def save(cfg: Config, path: str | Path) -> None:
