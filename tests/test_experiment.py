@@ -204,7 +204,7 @@ def test_resume_with_several_updates_per_iteration_is_exact(tmp_path):
 # ---------------------------------------------------------------- resume
 @pytest.mark.parametrize("keep", [0, 1, 2])
 def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path, keep):
-    cfg = tiny("save_buffer=true", "t_max=1000")
+    cfg = tiny("save_buffer=true", "t_max=1000", "keep_checkpoints=0")
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     a = Experiment(cfg, a_dir, progress=False).run()
     b = Experiment(cfg, b_dir, progress=False).run()
@@ -390,11 +390,16 @@ class Foreign:
     """An arbitrary pickled object: weights_only loading must refuse it."""
 
 
+@pytest.mark.parametrize("legacy", [False, True])
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "not_a_dict", "foreign"])
-def test_corrupt_newest_checkpoint_raises_a_checkpoint_error(finished_run, tmp_path, damage):
+def test_corrupt_newest_checkpoint_raises_a_checkpoint_error(
+    finished_run, tmp_path, damage, legacy
+):
     run = _copy_run(finished_run, tmp_path / "run")
     saved = list_checkpoints(run)
     state_file = run / "checkpoints" / str(saved[-1]) / "state.pt"
+    if legacy:  # written before checkpoints had a manifest: torch.load's checks alone
+        (state_file.parent / "manifest.json").unlink()
     data = state_file.read_bytes()
     if damage == "truncate":
         state_file.write_bytes(data[: len(data) // 2])
@@ -411,7 +416,9 @@ def test_corrupt_newest_checkpoint_raises_a_checkpoint_error(finished_run, tmp_p
     msg = str(info.value)
     assert str(state_file) in msg
     assert "\n" not in msg and "weights_only" not in msg  # one line, no unsafe advice
-    if damage != "not_a_dict":
+    if not legacy:
+        assert "fails its checksum" in msg and "Delete that checkpoint folder" in msg
+    elif damage != "not_a_dict":
         assert "corrupt or unreadable" in msg and "Delete that checkpoint folder" in msg
     with pytest.raises(CheckpointError):
         Experiment.resume(run, progress=False)
@@ -421,11 +428,30 @@ def test_corrupt_newest_checkpoint_raises_a_checkpoint_error(finished_run, tmp_p
     assert Experiment.resume(run, progress=False).t_env == saved[-2]
 
 
+def test_a_flipped_tensor_byte_is_refused(finished_run, tmp_path):
+    """The file stays a valid torch file: only the checksum can tell."""
+    run = _copy_run(finished_run, tmp_path / "run")
+    state_file = run / "checkpoints" / str(list_checkpoints(run)[-1]) / "state.pt"
+    data = bytearray(state_file.read_bytes())
+    raw = torch.load(state_file, weights_only=True)  # loads before and after the flip
+    weight = next(iter(raw["learner"]["agent"].values()))
+    needle = weight.flatten()[:4].numpy().tobytes()
+    at = bytes(data).index(needle)
+    data[at] ^= 0x01
+    state_file.write_bytes(bytes(data))
+    assert torch.load(state_file, weights_only=True)["counters"] == raw["counters"]
+    with pytest.raises(CheckpointError, match="state.pt fails its checksum"):
+        load_checkpoint(run)
+
+
 def test_corrupt_buffer_file_raises_a_checkpoint_error(finished_run, tmp_path):
     run = _copy_run(finished_run, tmp_path / "run")
     latest = list_checkpoints(run)[-1]
     buf = run / "checkpoints" / str(latest) / "buffer.pt"
     buf.write_bytes(buf.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"buffer\.pt fails its checksum"):
+        load_checkpoint(run)
+    (buf.parent / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match=r"buffer\.pt is corrupt"):
         load_checkpoint(run)
 
@@ -530,7 +556,7 @@ def test_ctrl_c_checkpoints_and_resumes(tmp_path):
     _wait_for_checkpoint(proc, run)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 130, err
     assert "Traceback" not in err
     summary = json.loads((run / "summary.json").read_text())
     assert summary["finished"] is False

@@ -13,7 +13,6 @@ never arbitrary pickled objects.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -145,8 +144,10 @@ def save_checkpoint(
             f.flush()
             os.fsync(f.fileno())
         _fsync_dir(tmp)
-    except BaseException:  # a failed write, or a second Ctrl-C: no partial files stay
+    except BaseException as exc:  # a failed write, or a second Ctrl-C: no partial files
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # a write() names no file
+            exc.filename = str(final)
         raise
     if final.exists():  # same t_env saved twice (e.g. stopped right after a save)
         old = root / f".old-{t_env}-{os.getpid()}"
@@ -268,9 +269,3 @@ def nonfinite_tensors(tree: Any) -> list[str]:
     if all(bool(torch.stack(flags).all()) for flags in by_device.values()):
         return []
     return [name for name, x in named if not bool(torch.isfinite(x).all())]
-
-
-def remove_partial(path: Path) -> None:
-    """Remove a file a failed write left behind (best effort: the disk may be full)."""
-    with contextlib.suppress(OSError):
-        path.unlink()

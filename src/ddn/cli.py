@@ -1,19 +1,24 @@
 """``ddn``: one entry point with subcommands (train, evaluate, export, list, render, demo,
 sweep, plot, report).
 
-User mistakes (unknown env/algorithm, bad config, bad checkpoint) print one line
-``ddn: error: ...`` and exit with status 2; no traceback.
+User mistakes (unknown env/algorithm, bad config, bad checkpoint, unreadable logs, a
+path that cannot be written) print one line ``ddn: error: ...`` and exit with status 2;
+a training run that fails (divergence, a failed write, a broken environment) prints one
+line and exits with 1; a run stopped by SIGINT/SIGTERM exits with 130/143. No traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import signal
 import sys
 from pathlib import Path
 
 from ddn.checkpoint import CheckpointError
 from ddn.config import ALGORITHMS, ConfigError
+from ddn.logging import MetricsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--resume", type=Path, metavar="DIR", help="continue a run from its last checkpoint"
+    )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (its checkpoints and logs are deleted)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -157,20 +167,47 @@ def _options(args: argparse.Namespace, metric: str | None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ddn.envs.workers import WorkerError
+    from ddn.experiment import Aborted, TrainingError
+
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ConfigError, CheckpointError) as exc:
+    except TrainingError as exc:
+        print(f"ddn: error: {exc}", file=sys.stderr)
+        return 1
+    except (ConfigError, CheckpointError, MetricsError, WorkerError) as exc:
         print(f"ddn: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ddn: interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:  # a path that cannot be written (or read)
+        print(f"ddn: error: {_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Aborted) else signal.SIGINT
+        resume = ""
+        if isinstance(exc, Aborted) and exc.run_dir is not None:
+            resume = f"; resume from its last checkpoint: ddn train --resume {exc.run_dir}"
+        print(f"ddn: aborted ({signal.Signals(signum).name}){resume}", file=sys.stderr)
+        return 128 + signum
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a failed read or write: the path, the reason, what to do."""
+    path = f"{exc.filename}: " if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        fix = "free disk space or write elsewhere"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "choose a writable location"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        fix = "check that folders and files in the path are what the command expects"
+    else:
+        fix = "check the path"
+    return f"{path}{exc.strerror or exc}; {fix}"
 
 
 def _train(args: argparse.Namespace) -> int:
     from ddn.config import resolve
-    from ddn.experiment import Experiment
+    from ddn.experiment import Experiment, check_run_dir
 
     if args.resume is not None:
         given = [
@@ -178,13 +215,14 @@ def _train(args: argparse.Namespace) -> int:
             for k in ("env", "algo", "map_name", "seed", "t_max", "device")
             if getattr(args, k) is not None  # --seed 0 is given too
         ]
-        if given or args.overrides or args.out:
+        if given or args.overrides or args.out or args.overwrite:
             raise ConfigError(
                 "--resume takes the run's own config.yaml; drop "
                 + ", ".join(
                     [f"--{k.replace('_name', '').replace('_', '-')}" for k in given]
                     + (["--set"] if args.overrides else [])
                     + (["--out"] if args.out else [])
+                    + (["--overwrite"] if args.overwrite else [])
                 )
             )
         exp = Experiment.resume(args.resume, progress=not args.no_progress)
@@ -196,11 +234,13 @@ def _train(args: argparse.Namespace) -> int:
             args.env, args.algo, args.map_name, args.overrides,
             seed=args.seed, t_max=args.t_max, device=args.device,
         )  # fmt: skip
-        exp = Experiment(cfg, args.out, progress=not args.no_progress)
+        if args.out is not None:  # before building environments: fail fast
+            check_run_dir(args.out, cfg, args.overwrite)
+        exp = Experiment(cfg, args.out, progress=not args.no_progress, overwrite=args.overwrite)
         print(f"Run folder: {exp.run_dir}")
     summary = exp.run()
     print(json.dumps(summary, indent=2))
-    return 0
+    return 128 + exp.stopped_by if exp.stopped_by is not None else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -289,7 +289,8 @@ _Loader.add_implicit_resolver(
 
 
 def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    """YAML text, read safely (a SafeLoader subclass: no arbitrary objects)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def load_yaml_mapping(path: Path, what: str = "config keys") -> dict[str, Any]:

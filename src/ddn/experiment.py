@@ -5,15 +5,27 @@ One iteration collects ``batch_size_run`` whole episodes (one per environment), 
 them, and makes ``updates_per_iteration`` learner updates once the buffer holds
 ``batch_size`` episodes (PyMARL's schedule is one update per episode). Logging, testing
 and checkpoints fire on env-step intervals.
+
+Failures stop a run loudly and never cost its last good checkpoint: a non-finite loss,
+gradient norm or weight, a write that fails (no space, no permission) and an environment
+that breaks end it with a :class:`TrainingError` (one line; ``summary.json`` says
+``finished: false`` and why). SIGINT and SIGTERM finish the iteration, checkpoint and
+stop; a second one aborts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import random
+import re
+import shutil
 import signal
+import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,9 +37,16 @@ from tqdm import tqdm
 from ddn import config as config_mod
 from ddn.allocator import keep_freed_memory
 from ddn.buffer import EpisodeBuffer
-from ddn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ddn.config import Config, ConfigError, is_ddn
+from ddn.checkpoint import (
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    nonfinite_tensors,
+    save_checkpoint,
+)
+from ddn.config import Config, ConfigError, differing_keys, is_ddn
 from ddn.envs import VecEnv, get_entry, make
+from ddn.envs.workers import WorkerError
 from ddn.evaluate import policy_name, run_episodes
 from ddn.learners import DDNLearner, VDLearner
 from ddn.logging import RunLogger, read_metrics
@@ -35,6 +54,33 @@ from ddn.provenance import record_start
 from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
 
 CHECKPOINT_FORMAT = 1
+# What a run folder holds; a fresh run never mixes into another run's files.
+RUN_FILES = (
+    "config.yaml", "metrics.jsonl", "summary.json", "tb", "checkpoints", "provenance.jsonl",
+)  # fmt: skip
+
+
+class TrainingError(RuntimeError):
+    """A run stopped by a failure (divergence, a failed write, a broken environment).
+    The message is one line naming what happened and what to try; ``summary`` is what
+    ``summary.json`` records."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class Aborted(KeyboardInterrupt):
+    """A second SIGINT or SIGTERM: stop at once, without a final checkpoint."""
+
+    def __init__(self, signum: int, run_dir: Path | None = None) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.run_dir = run_dir
+
+
+class _Diverged(Exception):
+    pass
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,51 +133,123 @@ def transfer_rate(metrics: dict[str, float], has_wins: bool) -> float | None:
 
 
 class _StopFlag:
-    """First Ctrl-C asks the loop to checkpoint and stop; a second one aborts at once."""
+    """A first SIGINT (Ctrl-C) or SIGTERM (what Slurm, Kubernetes and Ray send) asks the
+    loop to checkpoint and stop; a second one aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def __enter__(self) -> _StopFlag:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
+        for signum in self.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                break
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.signum is not None:
+            raise Aborted(signum)
+        self.signum = signum
         tqdm.write(
-            "Stopping: finishing this iteration and writing a checkpoint "
-            "(Ctrl-C again to abort without saving)"
+            f"Stopping ({signal.Signals(signum).name}): finishing this iteration and writing "
+            "a checkpoint (send it again to abort without saving)",
+            file=sys.stderr,
         )
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+
+def check_run_dir(run_dir: Path, cfg: Config, overwrite: bool = False) -> list[Path]:
+    """The files of an earlier run in ``run_dir`` that a fresh run may replace.
+
+    Refuses (ConfigError) a folder holding another run: one with checkpoints (resume
+    it), one that ended, or one of another configuration, unless ``overwrite``. The same
+    configuration killed before its first checkpoint just starts again.
+    """
+    present = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+    if not present or overwrite:
+        return present
+    if run_dir.is_file():
+        raise ConfigError(f"--out {run_dir} is a file; choose a folder")
+    fix = "pass --overwrite to replace it, or choose another --out"
+    saved = list_checkpoints(run_dir)
+    if saved:
+        raise ConfigError(
+            f"{run_dir} already holds a run with checkpoints up to t_env={saved[-1]}; "
+            f"continue it with `ddn train --resume {run_dir}`, or {fix}"
+        )
+    if (run_dir / "summary.json").exists():
+        raise ConfigError(f"{run_dir} already holds a run that ended; {fix}")
+    try:
+        diff = differing_keys(config_mod.load(run_dir / "config.yaml").to_dict(), cfg)
+    except (ConfigError, OSError):
+        diff = ["config.yaml"]
+    if diff:
+        raise ConfigError(
+            f"{run_dir} already holds another run (keys differ: {diff[:8]}); {fix}"
+        )
+    return present  # this run, killed before its first checkpoint: start it cleanly
+
+
+@contextlib.contextmanager
+def _allocating(what: str, fix: str) -> Iterator[None]:
+    """Turn an allocation failure while building ``what`` into one ConfigError."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        text = str(exc)
+        if not (
+            isinstance(exc, MemoryError | torch.OutOfMemoryError)
+            or "can't allocate memory" in text
+        ):
+            raise
+        size = re.search(r"allocate (\d+) bytes", text)
+        need = f" ({int(size.group(1)) / 1e9:,.1f} GB in one block)" if size else ""
+        raise ConfigError(f"not enough memory for the {what}{need}; {fix}") from None
 
 
 class Experiment:
-    def __init__(self, cfg: Config, run_dir: str | Path | None = None, progress: bool = True):
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: str | Path | None = None,
+        progress: bool = True,
+        overwrite: bool = False,
+    ):
+        """``overwrite``: a fresh run may replace another run's files in ``run_dir``
+        (else that is refused, see :func:`check_run_dir`)."""
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
         self.progress = progress
+        self.overwrite = overwrite
         self.device = resolve_device(cfg.device)
         keep_freed_memory()  # updates reuse their activations' pages (ddn/allocator.py)
         set_seed(cfg.seed)
-        self.env = make_env(cfg, cfg.batch_size_run, cfg.seed, self.device)
-        self.spec = self.env.spec
-        # A separate stream for tests, so testing never shifts the training episodes.
-        n_test = max(1, min(cfg.test_nepisode, 64))
-        if self.env.expensive_copies:  # e.g. StarCraft II processes: reuse the run's width
-            n_test = min(n_test, cfg.batch_size_run)
-        self.test_env = make_env(cfg, n_test, cfg.seed + 1_000_003, self.device)
-        self.learner = build_learner(cfg, self.spec, self.device)
+        with _allocating("environments", "make the environment smaller (see `ddn list`)"):
+            self.env = make_env(cfg, cfg.batch_size_run, cfg.seed, self.device)
+            self.spec = self.env.spec
+            # A separate stream for tests, so testing never shifts the training episodes.
+            n_test = max(1, min(cfg.test_nepisode, 64))
+            if self.env.expensive_copies:  # e.g. StarCraft II processes: the run's width
+                n_test = min(n_test, cfg.batch_size_run)
+            self.test_env = make_env(cfg, n_test, cfg.seed + 1_000_003, self.device)
+        with _allocating(
+            "networks", "lower rnn_hidden_dim, mixing_embed_dim, hypernet_embed or fusion_dim"
+        ):
+            self.learner = build_learner(cfg, self.spec, self.device)
         buffer_device = torch.device("cpu") if cfg.buffer_cpu_only else self.device
-        self.buffer = EpisodeBuffer(cfg.buffer_size, self.spec, buffer_device)
+        with _allocating("replay buffer", "lower buffer_size or make the environment smaller"):
+            self.buffer = EpisodeBuffer(cfg.buffer_size, self.spec, buffer_device)
         self.collector = Collector(self.env, self.device)
         self.epsilon = EpsilonSchedule(
             cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time
@@ -143,6 +261,10 @@ class Experiment:
         self.last_save = 0
         self._reset_window()
         self._resumed_from: int | None = None
+        self._reward_abs_max = 0.0  # the runaway-Q check's scale
+        self._runaway_warned = False
+        self._last_test: dict[str, float] = {}
+        self.stopped_by: int | None = None  # the signal that stopped the last run()
 
     # ------------------------------------------------------------------ resume
     @classmethod
@@ -168,6 +290,8 @@ class Experiment:
                 "last_log": self.last_log,
                 "last_test": self.last_test,
                 "last_save": self.last_save,
+                "reward_abs_max": self._reward_abs_max,
+                "runaway_warned": int(self._runaway_warned),
             },
             "learner": self.learner.state_dict(),
             "rng": {
@@ -186,10 +310,8 @@ class Experiment:
     def load_state(self, state: dict[str, Any], buffer: dict | None) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError("checkpoint written by an incompatible ddn version")
-        if state["config"] != self.cfg.to_dict():
-            diff = sorted(
-                k for k in state["config"] if state["config"].get(k) != self.cfg.to_dict().get(k)
-            )
+        diff = differing_keys(state["config"], self.cfg)
+        if diff:
             raise CheckpointError(
                 f"checkpoint was made with another configuration (keys differ: {diff}); "
                 "resume with the run's own config.yaml, or start a new run"
@@ -202,6 +324,8 @@ class Experiment:
         self.t_env, self.episode = int(c["t_env"]), int(c["episode"])
         self.last_log, self.last_test = int(c["last_log"]), int(c["last_test"])
         self.last_save = int(c["last_save"])
+        self._reward_abs_max = float(c.get("reward_abs_max", 0.0))
+        self._runaway_warned = bool(c.get("runaway_warned", 0))
         torch.set_rng_state(state["rng"]["torch"])
         self.env.generator.set_state(state["rng"]["train_env"])
         self.test_env.generator.set_state(state["rng"]["test_env"])
@@ -219,7 +343,9 @@ class Experiment:
         # resume from it checkpoints again one iteration later.
         self.last_save = self.t_env
         buffer = self.buffer.state_dict() if self.cfg.save_buffer else None
-        return save_checkpoint(self.run_dir, self.t_env, self.state(), buffer)
+        return save_checkpoint(
+            self.run_dir, self.t_env, self.state(), buffer, keep=self.cfg.keep_checkpoints
+        )
 
     # ------------------------------------------------------------------ loop
     def _reset_window(self) -> None:
@@ -248,67 +374,131 @@ class Experiment:
             if hasattr(self.env, attr):  # process-worker environments count their failures
                 metrics[key] = float(getattr(self.env, attr))
         logger.log(self.t_env, metrics, episode=self.episode)
+        self._check_runaway(logger, metrics)
         self._reset_window()
         return metrics
 
     def run(self) -> dict[str, Any]:
+        """Train to ``t_max``, or until a SIGINT/SIGTERM (then checkpoint and stop:
+        ``finished`` is false and ``stopped_by`` holds the signal); returns the summary.
+
+        Raises :class:`TrainingError` when the run fails (its last good checkpoint kept)
+        and :class:`Aborted` on a second signal.
+        """
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        config_mod.save(cfg, self.run_dir / "config.yaml")
-        logger = RunLogger(self.run_dir, resume_t_env=self._resumed_from)
-        code = record_start(self.run_dir, self.t_env)
+        self.stopped_by = None
+        if self._resumed_from is None:
+            for path in check_run_dir(self.run_dir, cfg, self.overwrite):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config_mod.save(cfg, self.run_dir / "config.yaml")
+            logger = RunLogger(self.run_dir, resume_t_env=self._resumed_from)
+            code = record_start(self.run_dir, self.t_env)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise ConfigError(
+                f"cannot write run folder {self.run_dir} ({where}{exc.strerror}); "
+                "choose a writable --out (a folder, on a disk with space)"
+            ) from None
         bar = tqdm(
             total=cfg.t_max, initial=min(self.t_env, cfg.t_max), unit="step",
             unit_scale=True, dynamic_ncols=True, disable=not self.progress,
             desc=f"{cfg.algo} {cfg.env_name}",
         )  # fmt: skip
-        last_test = self._last_logged_test()
-        stopped = False
-        with _StopFlag() as stop:
-            while self.t_env < cfg.t_max:
-                if self.t_env - self.last_test >= cfg.test_interval and cfg.test_nepisode > 0:
-                    last_test = self._test(logger)
-                epsilon = self.iteration()
-                bar.update(min(self.t_env, cfg.t_max) - bar.n)
-                if self.t_env - self.last_log >= cfg.log_interval or self.t_env >= cfg.t_max:
-                    m = self._log_train(logger, epsilon)
-                    self.last_log = self.t_env
-                    bar.set_postfix(ret=f"{m['train/return_mean']:.2f}", eps=f"{epsilon:.2f}")
-                if (
-                    cfg.test_nepisode > 0
-                    and not stop.requested
-                    and (
-                        self.t_env - self.last_test >= cfg.test_interval or self.t_env >= cfg.t_max
-                    )
-                ):
-                    # Test before checkpointing this t_env: a resume from the checkpoint
-                    # cuts the logs back to t_env and must not test (and log) it again.
-                    last_test = self._test(logger)
-                if cfg.save_model and self.t_env - self.last_save >= cfg.save_model_interval:
+        self._last_test = self._last_logged_test()
+        failure: str | None = None
+        stopped: int | None = None
+        try:
+            with _StopFlag() as stop:
+                self._loop(logger, bar, stop)
+                stopped = stop.signum  # one arriving during the final save is too late
+                if stopped is not None or cfg.save_model:
                     self.save()
-                if stop.requested:
-                    stopped = True
-                    break
-            if not stopped and cfg.test_nepisode > 0 and self.last_test != self.t_env:
-                last_test = self._test(logger)
-        bar.close()
-        if stopped or cfg.save_model:
-            self.save()
-        logger.close()
+        except (_Diverged, OSError, WorkerError) as exc:
+            failure = self._failure(exc)
+        except Aborted as exc:
+            exc.run_dir = self.run_dir
+            raise
+        finally:
+            bar.close()
+            with contextlib.suppress(OSError):  # a full disk already made its error
+                logger.close()
         summary = {
             "t_env": self.t_env,
             "episode": self.episode,
-            "finished": not stopped,
-            **last_test,
+            "finished": failure is None and stopped is None,
+            **self._last_test,
             "code": {k: code[k] for k in ("ddn", "commit", "dirty")},
         }
-        _atomic_write_json(self.run_dir / "summary.json", summary)
-        if stopped:
+        if failure is None and stopped is not None:
+            summary["reason"] = f"stopped by {signal.Signals(stopped).name}"
+        try:
+            if failure is not None:
+                summary["reason"] = failure
+            _atomic_write_json(self.run_dir / "summary.json", summary)
+        except OSError as exc:
+            if failure is None:
+                failure = self._failure(exc)
+                summary.update(finished=False, reason=failure)
+        if failure is not None:
+            raise TrainingError(failure, summary)
+        if stopped is not None:
+            self.stopped_by = stopped
             tqdm.write(
                 f"Stopped at t_env={self.t_env}; checkpoint saved. "
                 f"Resume with: ddn train --resume {self.run_dir}"
             )
         return summary
+
+    def _loop(self, logger: RunLogger, bar: tqdm, stop: _StopFlag) -> None:
+        cfg = self.cfg
+        while self.t_env < cfg.t_max:
+            if self.t_env - self.last_test >= cfg.test_interval and cfg.test_nepisode > 0:
+                self._test(logger)
+            epsilon = self.iteration()
+            bar.update(min(self.t_env, cfg.t_max) - bar.n)
+            if self.t_env - self.last_log >= cfg.log_interval or self.t_env >= cfg.t_max:
+                m = self._log_train(logger, epsilon)
+                self.last_log = self.t_env
+                bar.set_postfix(ret=f"{m['train/return_mean']:.2f}", eps=f"{epsilon:.2f}")
+            if (
+                cfg.test_nepisode > 0
+                and not stop.requested
+                and (self.t_env - self.last_test >= cfg.test_interval or self.t_env >= cfg.t_max)
+            ):
+                # Test before checkpointing this t_env: a resume from the checkpoint
+                # cuts the logs back to t_env and must not test (and log) it again.
+                self._test(logger)
+            if cfg.save_model and self.t_env - self.last_save >= cfg.save_model_interval:
+                self.save()
+            if stop.requested:
+                return
+        if cfg.test_nepisode > 0 and self.last_test != self.t_env:
+            self._test(logger)
+
+    def _failure(self, exc: BaseException) -> str:
+        """The one line a failed run ends with: what happened, what is kept, what to try."""
+        saved = list_checkpoints(self.run_dir)
+        kept = (
+            f"the last good checkpoint is t_env={saved[-1]}" if saved else "no checkpoint yet"
+        )
+        resume = f", then `ddn train --resume {self.run_dir}`" if saved else ""
+        if isinstance(exc, _Diverged):
+            lrs = "lr, student_lr, idm_lr" if is_ddn(self.cfg.algo) else "lr"
+            return (
+                f"training diverged at t_env={self.t_env}: {exc}; {kept}. Try a smaller "
+                f"{lrs} (lr now {self.cfg.lr:g}) or grad_norm_clip "
+                f"(now {self.cfg.grad_norm_clip:g}) in a new run"
+            )
+        if isinstance(exc, WorkerError):
+            return f"the environment failed: {exc}; {kept}. Fix the environment{resume}"
+        assert isinstance(exc, OSError)
+        where = exc.filename or self.run_dir
+        return (
+            f"could not write {where}: {exc.strerror or exc}; partial files removed, {kept}. "
+            f"Free disk space or fix permissions{resume}"
+        )
 
     def _last_logged_test(self) -> dict[str, float]:
         """The latest test event already in the log (a resumed run's summary needs it)."""
@@ -331,6 +521,8 @@ class Experiment:
             batch = batch.index(keep)
             stats = RolloutStats(stats.returns[keep], stats.lengths[keep], stats.won[keep])
         self.buffer.insert(batch)
+        if batch.num_episodes:
+            self._reward_abs_max = max(self._reward_abs_max, float(batch.reward.abs().max()))
         self.episode += self.env.num_envs
         self._window["return"] += stats.returns.tolist()
         self._window["length"] += stats.lengths.tolist()
@@ -341,11 +533,42 @@ class Experiment:
             for _ in range(self.cfg.updates_per_iteration):
                 batch = self.buffer.sample(self.cfg.batch_size)
                 metrics = self.learner.train(batch, self.episode)
+                self._check_update(metrics)
                 for key, value in metrics.items():
                     self._train_metrics.setdefault(key, []).append(value)
         return epsilon
 
-    def _test(self, logger: RunLogger) -> dict[str, float]:
+    def _check_update(self, metrics: dict[str, float]) -> None:
+        """Stop before a non-finite update reaches a test, a log line or a checkpoint."""
+        bad = [key for key, value in metrics.items() if not math.isfinite(value)]
+        if bad:
+            raise _Diverged(f"{bad[0]} is {metrics[bad[0]]}")
+        weights = nonfinite_tensors(self.learner.state_dict())
+        if weights:
+            raise _Diverged(f"non-finite learner weights ({', '.join(weights[:3])})")
+
+    def _check_runaway(self, logger: RunLogger, metrics: dict[str, float]) -> None:
+        """Warn once when the mean Q is far beyond any return the rewards seen allow."""
+        cfg, r_max = self.cfg, self._reward_abs_max
+        if cfg.runaway_q_factor <= 0 or self._runaway_warned or r_max <= 0:
+            return
+        horizon = sum(cfg.gamma**k for k in range(self.spec.episode_limit))
+        bound = cfg.runaway_q_factor * r_max * horizon
+        for key in ("train/q_taken_mean", "train/target_mean", "train/q_teacher_mean"):
+            value = metrics.get(key)
+            if value is not None and abs(value) > bound:
+                message = (
+                    f"{key}={value:.3g} at t_env={self.t_env} is over {cfg.runaway_q_factor:g}x "
+                    f"the largest return the rewards allow ({r_max:.3g} per step over "
+                    f"{horizon:.3g} discounted steps); the run may be diverging: try a smaller "
+                    "lr or grad_norm_clip (runaway_q_factor=0 turns this check off)"
+                )
+                tqdm.write(f"Warning: {message}", file=sys.stderr)
+                logger.log(self.t_env, {}, episode=self.episode, warning=message)
+                self._runaway_warned = True
+                return
+
+    def _test(self, logger: RunLogger) -> None:
         metrics: dict[str, float] = {}
         for prefix, network in self.learner.evaluation_policies().items():
             episodes = run_episodes(network, self.test_env, self.cfg.test_nepisode)
@@ -356,10 +579,10 @@ class Experiment:
             metrics["test/transfer_rate"] = float("nan") if rate is None else rate
         logger.log(self.t_env, metrics, episode=self.episode)
         self.last_test = self.t_env
+        self._last_test = metrics
         if self.progress:
             parts = [f"{k} {v:.3f}" for k, v in metrics.items() if not k.endswith("_std")]
             tqdm.write(f"[test t_env={self.t_env:>9,}] " + "  ".join(parts))
-        return metrics
 
 
 def _mean(values: list[float]) -> float:

@@ -29,15 +29,33 @@ if TYPE_CHECKING:
 EPISODES_FILE = "episodes.jsonl"
 
 
+class MetricsError(ValueError):
+    """A ``metrics.jsonl`` line that is not a JSON object; the message names the line."""
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All events of a ``metrics.jsonl`` or ``episodes.jsonl`` (a truncated last line from
-    a crash is skipped)."""
+    """All events of a ``metrics.jsonl`` or ``episodes.jsonl``.
+
+    A last line without its newline is what a crash mid-write leaves: it is skipped.
+    Any other line that is not a UTF-8 JSON object means the file was damaged or is
+    not a ddn log: one :class:`MetricsError` names it.
+    """
+    # The last piece is b"" when the file ends with a newline, else the cut line.
+    lines = Path(path).read_bytes().split(b"\n")[:-1]
     events = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
+        try:
+            event = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            event = None
+        if not isinstance(event, dict) or not isinstance(event.get("t_env"), int):
+            raise MetricsError(
+                f"{path} line {number} is not a ddn log event (a JSON object with t_env): "
+                f"{raw[:60]!r}; delete or repair that line"
+            )
+        events.append(event)
     return events
 
 

@@ -189,8 +189,11 @@ def _worker_main(conn: Any) -> None:
     The parent sends ``(factory, seed)`` first. Replies are ``("ok", payload)`` or
     ``("error", text)``; after an error the worker exits and the parent restarts it.
     """
-    with contextlib.suppress(Exception):  # Ctrl-C is the parent's business.
+    # Ctrl-C and SIGTERM (sent to the whole job by Slurm) are the parent's business: it
+    # checkpoints, then stops its workers with SIGKILL.
+    with contextlib.suppress(Exception):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         factory, seed = conn.recv()
         env = _Env(factory(seed))
