@@ -440,7 +440,7 @@ def test_a_flipped_tensor_byte_is_refused(finished_run, tmp_path):
     data[at] ^= 0x01
     state_file.write_bytes(bytes(data))
     assert torch.load(state_file, weights_only=True)["counters"] == raw["counters"]
-    with pytest.raises(CheckpointError, match="state.pt fails its checksum"):
+    with pytest.raises(CheckpointError, match=r"state\.pt fails its checksum"):
         load_checkpoint(run)
 
 

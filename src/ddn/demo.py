@@ -15,6 +15,7 @@ from pathlib import Path
 from ddn.analysis.plot import plot_learning_curve
 from ddn.analysis.render import render_predator_prey
 from ddn.config import is_ddn, resolve
+from ddn.checkpoint import list_checkpoints
 from ddn.experiment import Experiment
 from ddn.run import load_run, policy_fn
 
@@ -35,10 +36,10 @@ def run_demo(out: Path, t_max: int | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cfg = resolve("predator_prey", DEMO_ALGO, overrides=DEMO_OVERRIDES, t_max=t_max or DEMO_T_MAX)
     run_dir = out / "run"
-    if (run_dir / "checkpoints").is_dir() and not (run_dir / "summary.json").is_file():
+    if list_checkpoints(run_dir) and not (run_dir / "summary.json").is_file():
         exp = Experiment.resume(run_dir)  # an interrupted demo picks up where it stopped
     else:
-        exp = Experiment(cfg, run_dir)
+        exp = Experiment(cfg, run_dir, overwrite=True)  # a finished demo is made again
     print(
         f"Training {DEMO_ALGO} on Predator-Prey ({', '.join(DEMO_OVERRIDES[:6])}) "
         f"for {cfg.t_max:,} steps; run folder {run_dir}"

@@ -13,11 +13,12 @@ Nothing about the global state is in the file or in the policy's inputs.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
 
-from ddn.checkpoint import CheckpointError
+from ddn.checkpoint import CheckpointError, unreadable_reason
 from ddn.nets.ddn import LocalPolicyNetwork
 
 FORMAT = "ddn-lpn-1"
@@ -39,8 +40,14 @@ def export_student(network: LocalPolicyNetwork, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT, "arch": arch, "state_dict": state}, tmp)
-    tmp.replace(path)
+    try:  # through a file object: a full disk raises its OSError, not torch's RuntimeError
+        with tmp.open("wb") as f:
+            torch.save({"format": FORMAT, "arch": arch, "state_dict": state}, f)
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # no partial file stays behind
+        raise
     return path
 
 
@@ -80,8 +87,9 @@ def load_student(path: str | Path, device: str | torch.device = "cpu") -> Studen
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable ddn export ({first})") from None
+        raise CheckpointError(
+            f"{path} is not a readable ddn export ({unreadable_reason(exc)})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a ddn LPN export (make one with `ddn export`)")
     try:

@@ -195,9 +195,7 @@ def check_run_dir(run_dir: Path, cfg: Config, overwrite: bool = False) -> list[P
     except (ConfigError, OSError):
         diff = ["config.yaml"]
     if diff:
-        raise ConfigError(
-            f"{run_dir} already holds another run (keys differ: {diff[:8]}); {fix}"
-        )
+        raise ConfigError(f"{run_dir} already holds another run (keys differ: {diff[:8]}); {fix}")
     return present  # this run, killed before its first checkpoint: start it cleanly
 
 
@@ -209,8 +207,7 @@ def _allocating(what: str, fix: str) -> Iterator[None]:
     except (RuntimeError, MemoryError) as exc:
         text = str(exc)
         if not (
-            isinstance(exc, MemoryError | torch.OutOfMemoryError)
-            or "can't allocate memory" in text
+            isinstance(exc, MemoryError | torch.OutOfMemoryError) or "can't allocate memory" in text
         ):
             raise
         size = re.search(r"allocate (\d+) bytes", text)
@@ -480,9 +477,7 @@ class Experiment:
     def _failure(self, exc: BaseException) -> str:
         """The one line a failed run ends with: what happened, what is kept, what to try."""
         saved = list_checkpoints(self.run_dir)
-        kept = (
-            f"the last good checkpoint is t_env={saved[-1]}" if saved else "no checkpoint yet"
-        )
+        kept = f"the last good checkpoint is t_env={saved[-1]}" if saved else "no checkpoint yet"
         resume = f", then `ddn train --resume {self.run_dir}`" if saved else ""
         if isinstance(exc, _Diverged):
             lrs = "lr, student_lr, idm_lr" if is_ddn(self.cfg.algo) else "lr"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, Literal
 import torch
 
 from ddn import config as config_mod
-from ddn.checkpoint import CheckpointError, load_checkpoint
+from ddn.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, nonfinite_tensors
 from ddn.config import Config, ConfigError
 from ddn.envs import EnvOutput, VecEnv
 from ddn.experiment import build_learner, make_env, resolve_device
@@ -40,21 +41,49 @@ class LoadedRun:
 def load_run(
     run_dir: str | Path, t_env: int | None = None, num_envs: int = 1, seed: int = 12345
 ) -> LoadedRun:
-    """A run's checkpoint ``t_env`` (default: latest) with a fresh env of ``num_envs``."""
+    """A run's checkpoint ``t_env`` (default: latest) with a fresh env of ``num_envs``.
+
+    The checkpoint's own configuration builds the env and networks: the run's
+    ``config.yaml`` may have been edited since (another ``n_prey``, another episode
+    limit), which would evaluate a network on a task it never saw. Where the two differ
+    a note on stderr says so. A checkpoint with non-finite weights is refused.
+    """
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise CheckpointError(f"{run_dir} is not a ddn run folder (no config.yaml)")
-    cfg = config_mod.load(cfg_path)
+    t_env, state, _ = load_checkpoint(run_dir, t_env)
+    try:
+        cfg = config_mod.from_dict(state["config"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(
+            f"checkpoint t_env={t_env} of {run_dir} holds no usable configuration ({exc})"
+        ) from None
+    try:
+        diff = config_mod.differing_keys(config_mod.load_yaml_mapping(cfg_path), cfg)
+    except ConfigError:
+        diff = ["(config.yaml unreadable)"]
+    if diff:
+        print(
+            f"note: {cfg_path} differs from checkpoint t_env={t_env}'s configuration "
+            f"(keys: {', '.join(diff[:8])}); using the checkpoint's",
+            file=sys.stderr,
+        )
+    bad = nonfinite_tensors(state["learner"])
+    if bad:
+        raise CheckpointError(
+            f"checkpoint t_env={t_env} of {run_dir} holds non-finite weights ({bad[0]}): the "
+            "run diverged; pick an earlier one with --checkpoint "
+            f"(available: {list_checkpoints(run_dir)})"
+        )
     device = resolve_device(cfg.device)
     env = make_env(cfg, num_envs, seed, device)
     learner = build_learner(cfg, env.spec, device)
-    t_env, state, _ = load_checkpoint(run_dir, t_env)
     try:
         learner.load_state_dict(state["learner"])
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(
-            f"checkpoint t_env={t_env} of {run_dir} does not fit the run's config.yaml: {exc}"
+            f"checkpoint t_env={t_env} of {run_dir} does not fit its configuration: {exc}"
         ) from None
     return LoadedRun(cfg, env, learner, t_env)
 

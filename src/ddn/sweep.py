@@ -180,10 +180,13 @@ def load_sweep(path: str | Path) -> Sweep:
     variants: list[tuple[str | None, list[str]]] = [
         (str(k), _list_of_str(v, f"variants.{k}")) for k, v in variants_raw.items()
     ] or [(None, [])]
-    threads = int(data.get("threads", 1))
-    gpus = float(data.get("gpus", 0.0))
-    if threads < 1 or gpus < 0:
-        raise ConfigError(f"{path}: threads must be >= 1 and gpus >= 0")
+    threads, gpus = data.get("threads", 1), data.get("gpus", 0.0)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"{path}: threads must be an integer >= 1, got {threads!r}")
+    if isinstance(gpus, bool) or not isinstance(gpus, int | float) or gpus < 0:
+        raise ConfigError(f"{path}: gpus must be a number >= 0 (a fraction shares one GPU), "
+                          f"got {gpus!r}")  # fmt: skip
+    gpus = float(gpus)
     t_max = data.get("t_max")
     device = data.get("device")
 
