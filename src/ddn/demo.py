@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ddn.analysis.plot import plot_learning_curve
 from ddn.analysis.render import render_predator_prey
-from ddn.config import is_ddn, resolve
 from ddn.checkpoint import list_checkpoints
+from ddn.config import is_ddn, resolve
 from ddn.experiment import Experiment
 from ddn.run import load_run, policy_fn
 
