@@ -72,9 +72,14 @@ class _HashingWriter:
         self.file = file
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
-        written = self.file.write(data)
+        try:
+            written = self.file.write(data)
+        except OSError as exc:
+            self.error = exc  # torch's cleanup may replace it with its own RuntimeError
+            raise
         self.sha256.update(data)
         self.size += memoryview(data).nbytes
         return written
@@ -85,11 +90,16 @@ class _HashingWriter:
 
 def _fsync_write(path: Path, obj: Any) -> dict[str, Any]:
     """Write ``obj`` durably; returns its manifest entry. A failing write (no space, no
-    permission) raises the OSError itself: ``torch.save`` passes a Python writer's
-    exceptions through, where writing to a file it opens turns them into a RuntimeError."""
+    permission) raises the OSError itself, not the RuntimeError torch's serializer turns
+    it into."""
     with path.open("wb") as f:
         writer = _HashingWriter(f)
-        torch.save(obj, writer)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
         f.flush()
         os.fsync(f.fileno())
     return {"bytes": writer.size, "sha256": writer.sha256.hexdigest()}
