@@ -3,7 +3,6 @@ failed writes, broken environments, damaged files, and crashes at any moment."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -537,7 +536,7 @@ def _leftovers(run: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- fault injection
-FAULT = ["t_max=480", "save_model_interval=40", "save_buffer=true", "test_interval=160",
+FAULT = ["t_max=960", "save_model_interval=40", "save_buffer=true", "test_interval=160",
          "log_interval=80"]  # fmt: skip
 
 
@@ -561,22 +560,23 @@ def _fork_run(run: Path, cfg: config.Config) -> int:
         os._exit(code)
 
 
-def _kill_during(pid: int, run: Path, rng: random.Random, signum: int, in_write: bool) -> bool:
-    """Send ``signum`` at a random moment, or as soon as a checkpoint write is seen.
-    Whether a write was under way when it was sent."""
+def _kill_during(pid: int, run: Path, signum: int, when: float | None) -> tuple[bool, int]:
+    """Send ``signum`` after ``when`` seconds, or (None) as soon as a checkpoint write is
+    seen; (whether a write was under way then, the wait status of the child)."""
     root = run / "checkpoints"
-    deadline = time.monotonic() + (30.0 if in_write else rng.uniform(0.0, 1.5))
+    in_write = when is None
+    deadline = time.monotonic() + (30.0 if in_write else when)
     writing = False
     while time.monotonic() < deadline:
         writing = root.is_dir() and any(p.name.startswith(".tmp-") for p in os.scandir(root))
         if in_write and writing:
             break
-        if os.waitpid(pid, os.WNOHANG)[0]:
-            return False  # finished before the moment came
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return False, status  # finished before the moment came
         time.sleep(0.0005)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
-    return writing
+    os.kill(pid, signum)
+    return writing, os.waitpid(pid, 0)[1]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -585,13 +585,20 @@ def test_killed_at_random_moments_and_resumed_ends_identical(tmp_path, signum):
     cfg = tiny(*FAULT)
     reference = tmp_path / "reference"
     expected = Experiment(cfg, reference, progress=False).run()
+    start = time.monotonic()  # how long a forked child takes (no first-use costs)
+    assert os.waitpid(_fork_run(tmp_path / "forked", cfg), 0)[1] == 0
+    duration = time.monotonic() - start
+    assert json.loads((tmp_path / "forked" / "summary.json").read_text()) == expected
     run, rng = tmp_path / "run", random.Random(signum)
     stops, in_writes = 0, 0
     for attempt in range(12):
         pid = _fork_run(run, cfg)
         if attempt < 10:  # then let it finish
-            in_writes += _kill_during(pid, run, rng, signum, in_write=attempt % 2 == 1)
-        _, status = os.waitpid(pid, 0)
+            when = None if attempt % 2 else rng.uniform(0.0, duration / 2)
+            writing, status = _kill_during(pid, run, signum, when)
+            in_writes += writing
+        else:
+            status = os.waitpid(pid, 0)[1]
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             break
         stops += 1
@@ -600,7 +607,7 @@ def test_killed_at_random_moments_and_resumed_ends_identical(tmp_path, signum):
         else:  # checkpointed and stopped (or still starting up: killed by the default)
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
             assert code in (128 + signal.SIGTERM, -signal.SIGTERM), code
-    assert stops >= 5 and in_writes >= 1
+    assert stops >= 3 and in_writes >= 1
     summary = json.loads((run / "summary.json").read_text())
     assert summary == json.loads((reference / "summary.json").read_text()) == expected
     assert without_time(read_metrics(run / "metrics.jsonl")) == without_time(
