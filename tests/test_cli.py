@@ -164,7 +164,7 @@ def test_evaluate_a_corrupt_checkpoint(trained_run, tmp_path, capsys):
     for state in (run / "checkpoints").glob("*/state.pt"):
         state.write_bytes(b"not a checkpoint")
     line = one_line_error(capsys, main(["evaluate", "--run", str(run)]))
-    assert "corrupt or unreadable" in line
+    assert "fails its checksum" in line
 
 
 def test_render_rejects_non_env_settings(tmp_path, capsys):

@@ -445,11 +445,11 @@ def test_an_empty_config_yaml_is_refused(finished_run, tmp_path, capsys):
         config.load(run / "config.yaml")
 
 
-def test_yaml_12_floats_are_numbers():
-    cfg = resolve("matrix", "vdn", overrides=["env.payoff=[[1e30, 0], [0, 1]]", "lr=5e-4"])
-    assert cfg.env["payoff"] == [[1e30, 0], [0, 1]] and cfg.lr == 5e-4
-    assert config.parse_override("x=1e3")[1] == 1000.0
-    assert config.parse_override("x=3m")[1] == "3m"  # names stay strings
+def test_yaml_12_floats_in_env_parameters_are_numbers():
+    cfg = resolve("matrix", "vdn", overrides=["env.payoff=[[1e30, 0], [0, -1E-3]]", "lr=5e-4"])
+    assert cfg.env["payoff"] == [[1e30, 0], [0, -1e-3]] and cfg.lr == 5e-4
+    cfg = resolve("smax", "qmix", overrides=["env.map_name=3m"])
+    assert cfg.env["map_name"] == "3m"  # names stay strings
 
 
 def test_old_checkpoints_without_new_config_keys_still_resume(finished_run, tmp_path):

@@ -244,6 +244,7 @@ def from_dict(values: dict[str, Any]) -> Config:
                 f"{key}={getattr(cfg, key)} is larger than buffer_size={cfg.buffer_size} "
                 f"(episodes); raise buffer_size or lower {key}"
             )
+    cfg.env = _numbers(cfg.env)
     _check_env(cfg)
     if cfg.algo not in ALGORITHMS:
         raise ConfigError(
@@ -251,6 +252,23 @@ def from_dict(values: dict[str, Any]) -> Config:
             f"Valid algorithms: {', '.join(ALGORITHMS)}"
         )
     return cfg
+
+
+# YAML 1.2 floats without a dot (1e30, 5e-4), which YAML 1.1 (PyYAML) reads as strings.
+_EXP_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
+def _numbers(value: Any) -> Any:
+    """``value`` with YAML-1.1 strings such as ``"1e30"`` read as the numbers meant.
+    Environment parameters are untyped here (typed keys convert in ``_check_type``), so
+    a payoff matrix ``[[1e30, 0], ...]`` would otherwise reach the env as text."""
+    if isinstance(value, str) and _EXP_FLOAT.fullmatch(value):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
 
 
 def _check_env(cfg: Config) -> None:
@@ -275,28 +293,10 @@ def _preset_dir() -> Path:
     return Path(str(resources.files("ddn") / "configs"))
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 as PyYAML reads it, plus YAML 1.2's floats without a dot (``1e30``,
-    ``5e-4``), which 1.1 reads as strings: an environment parameter such as a payoff
-    matrix would get text where the user wrote a number."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    """YAML text, read safely (a SafeLoader subclass: no arbitrary objects)."""
-    return yaml.load(text, Loader=_Loader)
-
-
 def load_yaml_mapping(path: Path, what: str = "config keys") -> dict[str, Any]:
     """A YAML file holding a mapping (presets, sweep files), or one ConfigError."""
     try:
-        data = load_yaml(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text()) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a UTF-8 text file") from None
     except yaml.YAMLError as exc:
@@ -316,7 +316,7 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"--set expects key=value, got {item!r} (e.g. --set lr=0.001)")
     key, raw = item.split("=", 1)
     try:
-        value = load_yaml(raw)
+        value = yaml.safe_load(raw)
     except yaml.YAMLError:
         raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
     return key.strip(), value
@@ -368,12 +368,13 @@ def resolve(
 def load(path: str | Path) -> Config:
     """Read a run folder's resolved ``config.yaml``."""
     values = load_yaml_mapping(Path(path))
+    cfg = from_dict(values)
     if not {"env_name", "algo"} <= set(values):  # e.g. emptied: not all defaults
         raise ConfigError(
             f"{path} holds no run configuration (no env_name or algo: it is empty or was "
             "cut); restore that file, or start a new run"
         )
-    return from_dict(values)
+    return cfg
 
 
 def differing_keys(saved: dict[str, Any], cfg: Config) -> list[str]:
