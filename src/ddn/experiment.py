@@ -478,7 +478,11 @@ class Experiment:
         """The one line a failed run ends with: what happened, what is kept, what to try."""
         saved = list_checkpoints(self.run_dir)
         kept = f"the last good checkpoint is t_env={saved[-1]}" if saved else "no checkpoint yet"
-        resume = f", then `ddn train --resume {self.run_dir}`" if saved else ""
+        resume = (
+            f", then `ddn train --resume {self.run_dir}`"
+            if saved
+            else ", then run the same command again"
+        )
         if isinstance(exc, _Diverged):
             lrs = "lr, student_lr, idm_lr" if is_ddn(self.cfg.algo) else "lr"
             return (
