@@ -176,11 +176,12 @@ def check_run_dir(run_dir: Path, cfg: Config, overwrite: bool = False) -> list[P
     it), one that ended, or one of another configuration, unless ``overwrite``. The same
     configuration killed before its first checkpoint just starts again.
     """
+    for path in (run_dir, *run_dir.parents):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--out {run_dir}: {path} is a file; choose a folder")
     present = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
     if not present or overwrite:
         return present
-    if run_dir.is_file():
-        raise ConfigError(f"--out {run_dir} is a file; choose a folder")
     fix = "pass --overwrite to replace it, or choose another --out"
     saved = list_checkpoints(run_dir)
     if saved:
@@ -235,6 +236,11 @@ class Experiment:
         with _allocating("environments", "make the environment smaller (see `ddn list`)"):
             self.env = make_env(cfg, cfg.batch_size_run, cfg.seed, self.device)
             self.spec = self.env.spec
+        # The buffer is usually the largest allocation: fail on it before building more.
+        buffer_device = torch.device("cpu") if cfg.buffer_cpu_only else self.device
+        with _allocating("replay buffer", "lower buffer_size or make the environment smaller"):
+            self.buffer = EpisodeBuffer(cfg.buffer_size, self.spec, buffer_device)
+        with _allocating("environments", "make the environment smaller (see `ddn list`)"):
             # A separate stream for tests, so testing never shifts the training episodes.
             n_test = max(1, min(cfg.test_nepisode, 64))
             if self.env.expensive_copies:  # e.g. StarCraft II processes: the run's width
@@ -244,9 +250,6 @@ class Experiment:
             "networks", "lower rnn_hidden_dim, mixing_embed_dim, hypernet_embed or fusion_dim"
         ):
             self.learner = build_learner(cfg, self.spec, self.device)
-        buffer_device = torch.device("cpu") if cfg.buffer_cpu_only else self.device
-        with _allocating("replay buffer", "lower buffer_size or make the environment smaller"):
-            self.buffer = EpisodeBuffer(cfg.buffer_size, self.spec, buffer_device)
         self.collector = Collector(self.env, self.device)
         self.epsilon = EpsilonSchedule(
             cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time
