@@ -24,7 +24,6 @@ from ddn import config
 from ddn.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 from ddn.cli import main
 from ddn.config import ConfigError, resolve
-from ddn.envs.workers import WorkerError
 from ddn.experiment import Aborted, Experiment, TrainingError
 from ddn.logging import read_metrics
 
@@ -309,9 +308,28 @@ def test_a_full_disk_on_resume_is_one_line(finished_run, tmp_path, monkeypatch, 
 
     monkeypatch.setattr(Path, "write_text", full)
     line = one_line_error(capsys, main(["train", "--resume", str(run), "--no-progress"]))
-    assert "No space left on device" in line
+    assert "No space left on device" in line and "free disk space" in line
     monkeypatch.undo()
     assert list_checkpoints(run) == list_checkpoints(finished_run)
+    assert (run / "config.yaml").read_bytes() == (finished_run / "config.yaml").read_bytes()
+    assert Experiment.resume(run, progress=False).run()["finished"]
+
+
+def test_config_yaml_is_written_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "config.yaml"
+    config.save(tiny(), path)
+    before = path.read_bytes()
+
+    def cut(self, text, *args, **kwargs):  # the disk fills up halfway through
+        with self.open("w") as f:
+            f.write(text[: len(text) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_text", cut)
+    with pytest.raises(OSError):
+        config.save(tiny("lr=0.1"), path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
 def test_file_size_limit_in_a_real_process_fails_cleanly(tmp_path):
@@ -404,19 +422,23 @@ def test_a_cut_last_metrics_line_is_still_skipped(tmp_path):
     assert read_metrics(path) == [{"t_env": 0, "x": 1}]
 
 
-def test_worker_error_mid_run_is_one_line(tmp_path, capsys, monkeypatch):
-    iteration, calls = Experiment.iteration, {"n": 0}
-
-    def failing(self):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise WorkerError("gave up after 3 worker restarts (max_restarts); last failure: x")
-        return iteration(self)
-
-    monkeypatch.setattr(Experiment, "iteration", failing)
+def test_worker_error_mid_run_is_one_line(tmp_path, capsys):
+    """A PyMARL-interface env (tests/fake_sc2.py) raising in its worker process, with
+    no restart allowed: the adapter's WorkerError ends the run with one line."""
     run = tmp_path / "run"
-    line = one_line_error(capsys, main(train_args(run)), expected=1)
-    assert "the environment failed: gave up after 3 worker restarts" in line
+    kwargs = f"env.factory_kwargs={{raise_at: 2, marker: '{tmp_path / 'm'}'}}"
+    code = main(
+        ["train", "--env", "pymarl", "--algo", "qmix", "--t-max", "200", "--out", str(run),
+         "--no-progress", "--set", "env.factory=fake_sc2:StarCraft2Env", "--set", kwargs,
+         "--set", "env.max_restarts=0", "--set", "batch_size_run=2", "--set", "batch_size=2",
+         "--set", "buffer_size=16", "--set", "device=cpu", "--set", "rnn_hidden_dim=8"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1, captured
+    errors = [line for line in captured.err.splitlines() if line.startswith("ddn: error: ")]
+    assert len(errors) == 1 and errors[0] == captured.err.strip().splitlines()[-1]
+    assert "the environment failed: gave up after 0 worker restarts" in errors[0]
+    assert "injected game error" in errors[0] and "run the same command again" in errors[0]
     assert json.loads((run / "summary.json").read_text())["finished"] is False
 
 

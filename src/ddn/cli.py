@@ -168,7 +168,7 @@ def _options(args: argparse.Namespace, metric: str | None):
 
 def main(argv: list[str] | None = None) -> int:
     from ddn.envs.workers import WorkerError
-    from ddn.experiment import Aborted, TrainingError
+    from ddn.experiment import Aborted, TrainingError, first_line
 
     args = _parser().parse_args(argv)
     try:
@@ -176,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:
         print(f"ddn: error: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, CheckpointError, MetricsError, WorkerError) as exc:
+    except WorkerError as exc:  # an environment that cannot be built
+        print(f"ddn: error: {first_line(exc)}", file=sys.stderr)
+        return 2
+    except (ConfigError, CheckpointError, MetricsError) as exc:
         print(f"ddn: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a path that cannot be written (or read)

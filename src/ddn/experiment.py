@@ -83,6 +83,12 @@ class _Diverged(Exception):
     pass
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's first line: environment errors carry the worker's traceback after it."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -392,14 +398,15 @@ class Experiment:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            config_mod.save(cfg, self.run_dir / "config.yaml")
+            if self._resumed_from is None:  # a resume reads it, never rewrites it
+                config_mod.save(cfg, self.run_dir / "config.yaml")
             logger = RunLogger(self.run_dir, resume_t_env=self._resumed_from)
             code = record_start(self.run_dir, self.t_env)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             raise ConfigError(
-                f"cannot write run folder {self.run_dir} ({where}{exc.strerror}); "
-                "choose a writable --out (a folder, on a disk with space)"
+                f"cannot write to run folder {self.run_dir} ({where}{exc.strerror}); free disk "
+                "space or fix its permissions, or choose another --out"
             ) from None
         bar = tqdm(
             total=cfg.t_max, initial=min(self.t_env, cfg.t_max), unit="step",
@@ -493,8 +500,8 @@ class Experiment:
                 f"{lrs} (lr now {self.cfg.lr:g}) or grad_norm_clip "
                 f"(now {self.cfg.grad_norm_clip:g}) in a new run"
             )
-        if isinstance(exc, WorkerError):
-            return f"the environment failed: {exc}; {kept}. Fix the environment{resume}"
+        if isinstance(exc, WorkerError):  # its first line; the worker's traceback is logged
+            return f"the environment failed: {first_line(exc)}; {kept}. Fix the environment{resume}"
         assert isinstance(exc, OSError)
         where = exc.filename or self.run_dir
         return (
