@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -12,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import pytest
@@ -562,29 +562,32 @@ FAULT = ["t_max=960", "save_model_interval=40", "save_buffer=true", "test_interv
          "log_interval=80"]  # fmt: skip
 
 
-def _fork_run(run: Path, cfg: config.Config) -> int:
-    """A forked child (no second torch import) trains or resumes ``run``; its pid."""
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 99
-    try:
-        exp = (
-            Experiment.resume(run, progress=False)
-            if list_checkpoints(run)
-            else Experiment(cfg, run, progress=False)
-        )
-        exp.run()
-        code = 128 + exp.stopped_by if exp.stopped_by is not None else 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        os._exit(code)
+def _child(run: str, values: dict) -> None:
+    """A run's process: trains (or resumes) ``run``; exits 128 + the stopping signal."""
+    torch.set_num_threads(1)
+    run_dir = Path(run)
+    exp = (
+        Experiment.resume(run_dir, progress=False)
+        if list_checkpoints(run_dir)
+        else Experiment(config.from_dict(values), run_dir, progress=False)
+    )
+    exp.run()
+    sys.exit(128 + exp.stopped_by if exp.stopped_by is not None else 0)
 
 
-def _kill_during(pid: int, run: Path, signum: int, when: float | None) -> tuple[bool, int]:
+def _start(run: Path, cfg: config.Config) -> multiprocessing.process.BaseProcess:
+    # Forked from a fresh server that has imported ddn once: no second torch import per
+    # run, and none of this process's threads (JAX's, if loaded) copied into a fork.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["ddn.experiment", "torch.utils.tensorboard", _child.__module__])
+    proc = ctx.Process(target=_child, args=(str(run), cfg.to_dict()))
+    proc.start()
+    return proc
+
+
+def _kill_during(proc, run: Path, signum: int, when: float | None) -> tuple[bool, int]:
     """Send ``signum`` after ``when`` seconds, or (None) as soon as a checkpoint write is
-    seen; (whether a write was under way then, the wait status of the child)."""
+    seen; (whether a write was under way then, the exit code)."""
     root = run / "checkpoints"
     in_write = when is None
     deadline = time.monotonic() + (30.0 if in_write else when)
@@ -593,41 +596,43 @@ def _kill_during(pid: int, run: Path, signum: int, when: float | None) -> tuple[
         writing = root.is_dir() and any(p.name.startswith(".tmp-") for p in os.scandir(root))
         if in_write and writing:
             break
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return False, status  # finished before the moment came
+        if proc.exitcode is not None:
+            return False, proc.exitcode  # finished before the moment came
         time.sleep(0.0005)
-    os.kill(pid, signum)
-    return writing, os.waitpid(pid, 0)[1]
+    os.kill(proc.pid, signum)
+    proc.join()
+    return writing, proc.exitcode
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_at_random_moments_and_resumed_ends_identical(tmp_path, signum):
     cfg = tiny(*FAULT)
     reference = tmp_path / "reference"
     expected = Experiment(cfg, reference, progress=False).run()
-    start = time.monotonic()  # how long a forked child takes (no first-use costs)
-    assert os.waitpid(_fork_run(tmp_path / "forked", cfg), 0)[1] == 0
+    _start(tmp_path / "warm", cfg).join()  # the server's start and first-use costs
+    start = time.monotonic()  # how long a child takes
+    child = _start(tmp_path / "child", cfg)
+    child.join()
     duration = time.monotonic() - start
-    assert json.loads((tmp_path / "forked" / "summary.json").read_text()) == expected
+    assert child.exitcode == 0
+    assert json.loads((tmp_path / "child" / "summary.json").read_text()) == expected
     run, rng = tmp_path / "run", random.Random(signum)
     stops, in_writes = 0, 0
     for attempt in range(12):
-        pid = _fork_run(run, cfg)
+        proc = _start(run, cfg)
         if attempt < 10:  # then let it finish
             when = None if attempt % 2 else rng.uniform(0.0, duration / 2)
-            writing, status = _kill_during(pid, run, signum, when)
+            writing, code = _kill_during(proc, run, signum, when)
             in_writes += writing
         else:
-            status = os.waitpid(pid, 0)[1]
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            proc.join()
+            code = proc.exitcode
+        if code == 0:
             break
         stops += 1
         if signum == signal.SIGKILL:
-            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+            assert code == -signal.SIGKILL
         else:  # checkpointed and stopped (or still starting up: killed by the default)
-            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
             assert code in (128 + signal.SIGTERM, -signal.SIGTERM), code
     assert stops >= 3 and in_writes >= 1
     summary = json.loads((run / "summary.json").read_text())
