@@ -56,7 +56,8 @@ from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
 CHECKPOINT_FORMAT = 1
 # What a run folder holds; a fresh run never mixes into another run's files.
 RUN_FILES = (
-    "config.yaml", "metrics.jsonl", "summary.json", "tb", "checkpoints", "provenance.jsonl",
+    "config.yaml", "metrics.jsonl", "episodes.jsonl", "summary.json", "tb", "checkpoints",
+    "provenance.jsonl",
 )  # fmt: skip
 
 
