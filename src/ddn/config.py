@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 import yaml
 
-BASE_ALGORITHMS = ("vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran")
+# IQL first: the no-mixer baseline every value-decomposition method is measured against.
+BASE_ALGORITHMS = ("iql", "vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran")
 # DDN on top of each base method; plain "ddn" is the paper's headline, DDN on QMIX.
 DDN_ALGORITHMS = ("ddn", *(f"ddn_{a}" for a in BASE_ALGORITHMS))
 ALGORITHMS = (*BASE_ALGORITHMS, *DDN_ALGORITHMS)
