@@ -32,6 +32,10 @@ DDN_ALGORITHMS = ("ddn", *(f"ddn_{a}" for a in BASE_ALGORITHMS))
 ALGORITHMS = (*BASE_ALGORITHMS, *DDN_ALGORITHMS)
 
 
+# Where metrics go besides metrics.jsonl (always written): see ddn/trackers.py.
+LOGGERS = ("tensorboard", "wandb", "mlflow")
+
+
 def is_ddn(algo: str) -> bool:
     return algo in DDN_ALGORITHMS
 
@@ -129,6 +133,8 @@ class Config:
     test_interval: int = 20_000
     test_nepisode: int = 32
     log_interval: int = 10_000
+    # Trackers fed the same events as metrics.jsonl: tensorboard, wandb, mlflow.
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])
     save_model: bool = True
     save_model_interval: int = 100_000
 
@@ -178,6 +184,11 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _check_type(key, value, inner)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, e.g. {key}=[a,b], got {value!r}")
+        (inner,) = typing.get_args(hint)
+        return [_check_type(key, v, inner) for v in value]
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")
@@ -230,6 +241,14 @@ def from_dict(values: dict[str, Any]) -> Config:
     for key in ("gamma", "td_lambda", "epsilon_start", "epsilon_finish", "w", "idm_mask_prob"):
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(cfg, key)}")
+    for name in cfg.loggers:
+        if name not in LOGGERS:
+            raise ConfigError(
+                f"unknown logger {name!r} in loggers.{_suggest(name, LOGGERS)} "
+                f"Valid: {', '.join(LOGGERS)} (e.g. --set loggers=[tensorboard,wandb])"
+            )
+    if len(set(cfg.loggers)) != len(cfg.loggers):
+        raise ConfigError(f"loggers lists a logger twice: {cfg.loggers}")
     _check_env(cfg)
     if cfg.algo not in ALGORITHMS:
         raise ConfigError(

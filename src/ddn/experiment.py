@@ -255,7 +255,9 @@ class Experiment:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, self.run_dir / "config.yaml")
-        logger = RunLogger(self.run_dir, resume_t_env=self._resumed_from)
+        logger = RunLogger(
+            self.run_dir, self._resumed_from, loggers=cfg.loggers, config=cfg.to_dict()
+        )
         code = record_start(self.run_dir, self.t_env)
         bar = tqdm(
             total=cfg.t_max, initial=min(self.t_env, cfg.t_max), unit="step",
