@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         default="teacher",
         help="DDN runs: the GGN (teacher, needs the state) or the LPN (student)",
     )
+    e.add_argument(
+        "--save-replay",
+        action="store_true",
+        help="also write RUN/replays/: a StarCraft II replay (smac), else a GIF (smax)",
+    )
 
     x = sub.add_parser("export", help="write a DDN run's LPN (student) alone, for deployment")
     x.add_argument("--run", type=Path, required=True)
@@ -210,19 +215,31 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
-    run = load_run(args.run, args.checkpoint, num_envs=min(args.episodes, 64))
-    episodes = run_episodes(run.policy(args.policy), run.env, args.episodes)
+    replay: dict = {}
+    if args.save_replay:
+        from ddn.replay import evaluate_with_replay
+
+        t_env, episodes, replay = evaluate_with_replay(
+            args.run, args.checkpoint, args.episodes, args.policy
+        )
+        if "note" in replay:
+            print(f"ddn: {replay['note']}", file=sys.stderr)
+    else:
+        run = load_run(args.run, args.checkpoint, num_envs=min(args.episodes, 64))
+        t_env = run.t_env
+        episodes = run_episodes(run.policy(args.policy), run.env, args.episodes)
     metrics = episodes.summary("test")
     # Every episode goes to the run's episodes.jsonl (marl-eval's absolute metric reads it).
-    append_episodes(args.run, episode_record(run.t_env, "evaluate", args.policy, episodes))
+    append_episodes(args.run, episode_record(t_env, "evaluate", args.policy, episodes))
     print(
         json.dumps(
             {
                 "run": str(args.run),
-                "checkpoint": run.t_env,
+                "checkpoint": t_env,
                 "policy": args.policy,
                 "episodes": args.episodes,
                 **metrics,
+                **replay,
             },
             indent=2,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +39,22 @@ class LoadedRun:
 
 
 def load_run(
-    run_dir: str | Path, t_env: int | None = None, num_envs: int = 1, seed: int = 12345
+    run_dir: str | Path,
+    t_env: int | None = None,
+    num_envs: int = 1,
+    seed: int = 12345,
+    env_overrides: dict[str, Any] | None = None,
 ) -> LoadedRun:
-    """A run's checkpoint ``t_env`` (default: latest) with a fresh env of ``num_envs``."""
+    """A run's checkpoint ``t_env`` (default: latest) with a fresh env of ``num_envs``;
+    ``env_overrides`` changes environment parameters that do not alter the task (where
+    SMAC writes replays)."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise CheckpointError(f"{run_dir} is not a ddn run folder (no config.yaml)")
     cfg = config_mod.load(cfg_path)
+    if env_overrides:
+        cfg = dataclasses.replace(cfg, env={**cfg.env, **env_overrides})
     device = resolve_device(cfg.device)
     env = make_env(cfg, num_envs, seed, device)
     learner = build_learner(cfg, env.spec, device)

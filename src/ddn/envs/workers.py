@@ -170,6 +170,13 @@ class _Env:
         flags = (bool(info.get("battle_won", False)), bool(info.get("episode_limit", False)))
         return (float(reward), bool(terminated), flags, before != after, _observe(self.env))
 
+    def call(self, method: str) -> Any:
+        """Another method of the env, without arguments (SMAC's ``save_replay``)."""
+        fn = getattr(self.env, method, None)
+        if not callable(fn):
+            raise AttributeError(f"{type(self.env).__name__} has no method {method}()")
+        return fn()
+
     def close(self) -> None:
         close = getattr(self.env, "close", None)
         if close is not None:
@@ -209,7 +216,9 @@ def _worker_main(conn: Any) -> None:
                 env.close()
                 conn.send(("ok", None))
                 break
-            payload = env.reset() if cmd == "reset" else env.step(arg)
+            payload = (
+                env.reset() if cmd == "reset" else env.call(arg) if cmd == "call" else env.step(arg)
+            )
             conn.send(("ok", payload))
         except BaseException as exc:
             with contextlib.suppress(Exception):
@@ -301,7 +310,10 @@ class _InlineHandle:
         self._reply: Any = self.env.info()
 
     def send(self, cmd: str, arg: Any = None) -> None:
-        self._reply = self.env.reset() if cmd == "reset" else self.env.step(arg)
+        if cmd == "call":
+            self._reply = self.env.call(arg)
+        else:
+            self._reply = self.env.reset() if cmd == "reset" else self.env.step(arg)
 
     def recv(self, deadline: float) -> Any:
         return self._reply
@@ -521,6 +533,22 @@ class MultiAgentEnvVec(VecEnv):
             self._drop(i)
             self._restart(i, reason)
         return self._output(reward)
+
+    def call(self, method: str, timeout: float | None = None) -> list[Any]:
+        """``method()`` on every copy, in its worker; its return values, by copy.
+
+        For occasional calls between episodes (SMAC's ``save_replay``): a failure is an
+        error, not a restart, since what the call was for cannot be redone.
+        """
+        deadline = time.monotonic() + (self.step_timeout if timeout is None else timeout)
+        replies = []
+        for i, handle in enumerate(self._handles):
+            try:
+                handle.send("call", method)
+                replies.append(handle.recv(deadline))
+            except _Failure as exc:
+                raise WorkerError(f"env copy {i}: {method}() failed: {exc}") from None
+        return replies
 
     def _drop(self, i: int) -> None:
         """End env ``i``'s episode as a truncation at its last good step (module doc)."""
