@@ -13,7 +13,9 @@ if the enemies), or after ``episode_limit`` steps with ``info["episode_limit"]``
 
 Failure injection, each fired once per ``{marker}.{kind}`` file (atomic ``O_EXCL`` create, so
 exactly one copy of a vectorized run fails): ``crash_at`` kills the process at that
-step, ``hang_at`` sleeps far past any time-out, ``raise_at`` raises,
+step, ``hang_at`` sleeps far past any time-out, ``raise_at`` raises a bug of the env's
+own code (RuntimeError), ``game_error_at`` a lost connection to the game (what SMAC's
+client raises when StarCraft II dies: ConnectionError),
 ``self_restart_at`` imitates SMAC's own restart after a protocol error (``force_restarts``
 grows, ``(0, True, {})`` is returned).
 
@@ -52,6 +54,7 @@ class StarCraft2Env:
         crash_at: int | None = None,
         hang_at: int | None = None,
         raise_at: int | None = None,
+        game_error_at: int | None = None,
         self_restart_at: int | None = None,
         marker: str | None = None,
         **smac_kwargs: Any,
@@ -62,6 +65,7 @@ class StarCraft2Env:
         self.episode_limit = episode_limit
         self.rng = np.random.default_rng(seed)
         self.crash_at, self.hang_at, self.raise_at = crash_at, hang_at, raise_at
+        self.game_error_at = game_error_at
         self.self_restart_at, self.marker = self_restart_at, marker
         self.force_restarts = 0
         self.map_name = map_name
@@ -95,6 +99,7 @@ class StarCraft2Env:
             (self.crash_at, "crash"),
             (self.hang_at, "hang"),
             (self.raise_at, "raise"),
+            (self.game_error_at, "game_error"),
             (self.self_restart_at, "restart"),
         ):
             if at == self._t and self.marker and _fire_once(f"{self.marker}.{what}"):
@@ -103,7 +108,9 @@ class StarCraft2Env:
                 if what == "hang":
                     time.sleep(3600)
                 if what == "raise":
-                    raise RuntimeError("injected game error")
+                    raise RuntimeError("injected bug in the env")
+                if what == "game_error":
+                    raise ConnectionError("injected: connection to the game lost")
                 self.force_restarts += 1
                 return 0, True, {}
         before = self.health.sum()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ddn.checkpoint import CheckpointError
 from ddn.config import ALGORITHMS, ConfigError
+from ddn.envs.workers import EnvError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -168,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as exc:
         print(f"ddn: error: {exc}", file=sys.stderr)
         return 2
+    except EnvError as exc:  # the env's own bug: its traceback is the message
+        print(f"ddn: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ddn: interrupted", file=sys.stderr)
         return 130

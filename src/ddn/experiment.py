@@ -329,6 +329,9 @@ class Experiment:
         self.t_env += stats.env_steps
         dropped = getattr(self.env, "dropped", None)  # episodes a crashed worker broke
         if dropped is not None and bool(dropped.any()):
+            # A dropped episode's last transition is the step that failed: it never
+            # happened in the env, so it is not counted (the steps before it were).
+            self.t_env -= int(dropped.sum())
             keep = ~dropped.to(batch.filled.device)
             batch = batch.index(keep)
             stats = RolloutStats(stats.returns[keep], stats.lengths[keep], stats.won[keep])
