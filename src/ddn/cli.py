@@ -137,6 +137,14 @@ def _parser() -> argparse.ArgumentParser:
         "--ray", nargs="?", const="local", metavar="ADDRESS",
         help="run on Ray: a cluster ADDRESS, or none to start a local Ray instance",
     )  # fmt: skip
+    sw.add_argument(
+        "--slurm", action="store_true",
+        help="one Slurm job per run (submitit; pip install 'ddn[slurm]'); needs --time",
+    )  # fmt: skip
+    sw.add_argument("--partition", help="--slurm: the partition to submit to")
+    sw.add_argument("--time", help="--slurm: each job's time limit, e.g. 12:00:00")
+    sw.add_argument("--cpus", type=int, help="--slurm: CPUs per job (default: threads)")
+    sw.add_argument("--gpus", type=int, help="--slurm: GPUs per job (default: gpus, rounded up)")
     sw.add_argument("--list", action="store_true", help="list the packaged sweep files")
     sw.add_argument("--dry-run", action="store_true", help="print the runs and their state")
     return p
