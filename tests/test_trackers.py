@@ -8,6 +8,7 @@ import json
 import math
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,8 +135,18 @@ def test_wandb_offline_gets_the_runs_metrics_config_and_name(tmp_path, monkeypat
     run = _train(tmp_path, "[wandb]")
     run_id = json.loads((run / "trackers.json").read_text())["wandb"]
     (log,) = (run / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
-    records = _wandb_records(log)
-    (header,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    # W&B's service process writes the log; under load it may still be flushing when
+    # finish() returns: wait for its closing "exit" record.
+    deadline = time.monotonic() + 60
+    while True:
+        records = _wandb_records(log)
+        kinds = [r.WhichOneof("record_type") for r in records]
+        if "exit" in kinds or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    headers = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert len(headers) == 1, kinds
+    (header,) = headers
     assert header.display_name == run.name and header.project == "ddn-tests"
     logged_config = {i.key: json.loads(i.value_json) for i in header.config.update}
     config = yaml.safe_load((run / "config.yaml").read_text())
