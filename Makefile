@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The tests also exercise the optional extras: SMAX (jaxmarl), PettingZoo's MPE, local
-# Ray sweeps and the aggregate statistics (rliable).
+# Ray sweeps, Slurm sweeps through submitit's local executor, the aggregate statistics
+# (rliable) and the W&B / MLflow trackers (offline).
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,smax,ray,pettingzoo,stats]'
+	$(PY) -m pip install -q -e '.[dev,smax,ray,pettingzoo,stats,trackers,slurm]'
 	touch $(TEST_STAMP)
 
 install: $(STAMP)

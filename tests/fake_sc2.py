@@ -13,15 +13,23 @@ if the enemies), or after ``episode_limit`` steps with ``info["episode_limit"]``
 
 Failure injection, each fired once per ``{marker}.{kind}`` file (atomic ``O_EXCL`` create, so
 exactly one copy of a vectorized run fails): ``crash_at`` kills the process at that
-step, ``hang_at`` sleeps far past any time-out, ``raise_at`` raises,
+step, ``hang_at`` sleeps far past any time-out, ``raise_at`` raises a bug of the env's
+own code (RuntimeError), ``game_error_at`` a lost connection to the game (what SMAC's
+client raises when StarCraft II dies: ConnectionError),
 ``self_restart_at`` imitates SMAC's own restart after a protocol error (``force_restarts``
 grows, ``(0, True, {})`` is returned).
+
+``save_replay()`` writes ``<replay_dir>/<replay_prefix or map>_<pid>_<n>.SC2Replay`` (SMAC saves
+into ``replay_dir`` when it is absolute) holding the number of episodes this game has
+played, so a test can see which folder, how often and after which episodes it was
+called.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +54,7 @@ class StarCraft2Env:
         crash_at: int | None = None,
         hang_at: int | None = None,
         raise_at: int | None = None,
+        game_error_at: int | None = None,
         self_restart_at: int | None = None,
         marker: str | None = None,
         **smac_kwargs: Any,
@@ -56,8 +65,12 @@ class StarCraft2Env:
         self.episode_limit = episode_limit
         self.rng = np.random.default_rng(seed)
         self.crash_at, self.hang_at, self.raise_at = crash_at, hang_at, raise_at
+        self.game_error_at = game_error_at
         self.self_restart_at, self.marker = self_restart_at, marker
         self.force_restarts = 0
+        self.map_name = map_name
+        self.episodes = 0
+        self.replays = 0
         self.smac_kwargs = smac_kwargs
         self.closed = False
         self._t = 0
@@ -72,6 +85,7 @@ class StarCraft2Env:
         }
 
     def reset(self) -> tuple[list[np.ndarray], np.ndarray]:
+        self.episodes += 1
         self._t = 0
         self.health = np.full(self.n_enemies, 3.0)
         self.alive = np.ones(self.n_agents, bool)
@@ -85,6 +99,7 @@ class StarCraft2Env:
             (self.crash_at, "crash"),
             (self.hang_at, "hang"),
             (self.raise_at, "raise"),
+            (self.game_error_at, "game_error"),
             (self.self_restart_at, "restart"),
         ):
             if at == self._t and self.marker and _fire_once(f"{self.marker}.{what}"):
@@ -93,7 +108,9 @@ class StarCraft2Env:
                 if what == "hang":
                     time.sleep(3600)
                 if what == "raise":
-                    raise RuntimeError("injected game error")
+                    raise RuntimeError("injected bug in the env")
+                if what == "game_error":
+                    raise ConnectionError("injected: connection to the game lost")
                 self.force_restarts += 1
                 return 0, True, {}
         before = self.health.sum()
@@ -136,6 +153,14 @@ class StarCraft2Env:
 
     def get_avail_actions(self) -> list[list[int]]:
         return [self.get_avail_agent_actions(k) for k in range(self.n_agents)]
+
+    def save_replay(self) -> None:
+        folder = Path(self.smac_kwargs.get("replay_dir") or "Replays")
+        prefix = self.smac_kwargs.get("replay_prefix") or self.map_name
+        folder.mkdir(parents=True, exist_ok=True)
+        self.replays += 1
+        name = f"{prefix}_{os.getpid()}_{self.replays}.SC2Replay"  # SMAC's: a timestamp
+        (folder / name).write_text(f"episodes={self.episodes}\n")
 
     def close(self) -> None:
         self.closed = True

@@ -253,3 +253,10 @@ def test_cli_plot_and_report(runs, tmp_path, capsys):
     empty.mkdir()
     assert main(["plot", str(empty)]) == 2
     assert capsys.readouterr().err.startswith("ddn: error: no run folders found")
+
+
+def test_iql_labels():
+    from ddn.analysis.curves import algo_label
+
+    assert algo_label("iql") == "IQL"
+    assert algo_label("ddn_iql") == "IQL_DDN"

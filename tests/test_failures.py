@@ -423,10 +423,11 @@ def test_a_cut_last_metrics_line_is_still_skipped(tmp_path):
 
 
 def test_worker_error_mid_run_is_one_line(tmp_path, capsys):
-    """A PyMARL-interface env (tests/fake_sc2.py) raising in its worker process, with
-    no restart allowed: the adapter's WorkerError ends the run with one line."""
+    """A PyMARL-interface env (tests/fake_sc2.py) losing its game in the worker process,
+    with no restart allowed: the adapter's WorkerError ends the run with one line. (An
+    error of the env's own code is an EnvError instead: tests/test_epymarl.py.)"""
     run = tmp_path / "run"
-    kwargs = f"env.factory_kwargs={{raise_at: 2, marker: '{tmp_path / 'm'}'}}"
+    kwargs = f"env.factory_kwargs={{game_error_at: 2, marker: '{tmp_path / 'm'}'}}"
     code = main(
         ["train", "--env", "pymarl", "--algo", "qmix", "--t-max", "200", "--out", str(run),
          "--no-progress", "--set", "env.factory=fake_sc2:StarCraft2Env", "--set", kwargs,
@@ -438,7 +439,7 @@ def test_worker_error_mid_run_is_one_line(tmp_path, capsys):
     errors = [line for line in captured.err.splitlines() if line.startswith("ddn: error: ")]
     assert len(errors) == 1 and errors[0] == captured.err.strip().splitlines()[-1]
     assert "the environment failed: gave up after 0 worker restarts" in errors[0]
-    assert "injected game error" in errors[0] and "run the same command again" in errors[0]
+    assert "connection to the game lost" in errors[0] and "run the same command again" in errors[0]
     assert json.loads((run / "summary.json").read_text())["finished"] is False
 
 

@@ -303,3 +303,41 @@ def test_padding_gets_no_gradient():
     assert obs.grad is not None
     assert (obs.grad[pad_obs] == 0).all()
     assert obs.grad[~pad_obs].abs().sum() > 0
+
+
+# ---------------------------------------------------------------- IQL
+@pytest.mark.parametrize("double_q", [True, False])
+def test_iql_loss_is_each_agents_own_td_error_on_the_team_reward(double_q):
+    """The IQL loss, recomputed one (episode, step, agent) at a time: Q_i of the taken
+    action against r_t + gamma (1 - term_t) Q_i^-(t+1, u'), u' agent i's own greedy
+    action (online agents with double Q, target agents without); padding excluded."""
+    cfg = tiny_cfg(
+        "predator_prey", "iql", f"double_q={str(double_q).lower()}", "env.episode_limit=9"
+    )
+    learner, _ = build(cfg)
+    # Targets differ from the online agents, so double Q picks other actions than max.
+    with torch.no_grad():
+        for p in learner.target_agent.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    batch = synthetic_batch(learner.spec, 5, seed=7)
+    with torch.no_grad():
+        q = learner.agent.sequence(batch).q  # [E, T+1, N, A]
+        tq = learner.target_agent.sequence(batch).q
+    avail = batch.avail | ~batch.avail.any(dim=-1, keepdim=True)
+    errors = []
+    for e in range(batch.num_episodes):
+        for t in range(int(batch.filled[e].sum())):
+            for i in range(learner.spec.n_agents):
+                chooser = q if double_q else tq
+                nxt = chooser[e, t + 1, i].masked_fill(~avail[e, t + 1, i], -torch.inf).argmax()
+                alive = 0.0 if batch.terminated[e, t] else 1.0
+                y = batch.reward[e, t] + cfg.gamma * alive * tq[e, t + 1, i, nxt]
+                errors.append(float(q[e, t, i, batch.actions[e, t, i]] - y) ** 2)
+    metrics = learner.train(batch, 1)
+    assert metrics["train/loss"] == pytest.approx(sum(errors) / len(errors), rel=1e-5)
+
+
+def test_iql_has_no_mixer_and_only_agent_parameters():
+    learner, _ = build(tiny_cfg("predator_prey", "iql"))
+    assert list(learner.objective.parameters()) == []
+    assert len(learner.params) == len(list(learner.agent.parameters()))

@@ -103,15 +103,17 @@ def test_crashed_and_hung_workers_are_restarted(tmp_path: Path) -> None:
         env.close()
 
 
-def test_error_and_self_restart_drop_the_episode(tmp_path: Path) -> None:
-    kwargs = {"raise_at": 2, "self_restart_at": 4, "marker": str(tmp_path / "m")}
+def test_game_error_and_self_restart_drop_the_episode(tmp_path: Path) -> None:
+    """A lost connection to the game (ConnectionError) restarts the worker; the env's
+    own bugs stop the run instead (tests/test_epymarl.py)."""
+    kwargs = {"game_error_at": 2, "self_restart_at": 4, "marker": str(tmp_path / "m")}
     env = MultiAgentEnvVec(2, seed=0, factory=ImportFactory(FAKE, kwargs), step_timeout=5.0)
     try:
         gen = torch.Generator().manual_seed(0)
         out = env.reset()
         while not bool(out.done.all()):
             out = env.step(_policy(out.avail, gen))
-        # raise_at: a worker restart; self_restart_at (the other copy): no process restart
+        # game_error_at: a worker restart; self_restart_at (the other copy): none
         assert env.restarts == 1 and env.dropped_episodes == 2
         assert bool(env.dropped.all()) and not bool(out.terminated.any())
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ddn.checkpoint import CheckpointError
 from ddn.config import ALGORITHMS, ConfigError
+from ddn.envs.workers import EnvError
 from ddn.logging import MetricsError
 
 
@@ -65,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=["teacher", "student"],
         default="teacher",
         help="DDN runs: the GGN (teacher, needs the state) or the LPN (student)",
+    )
+    e.add_argument(
+        "--save-replay",
+        action="store_true",
+        help="also write RUN/replays/: a StarCraft II replay (smac), else a GIF (smax)",
     )
 
     x = sub.add_parser("export", help="write a DDN run's LPN (student) alone, for deployment")
@@ -141,6 +147,14 @@ def _parser() -> argparse.ArgumentParser:
         "--ray", nargs="?", const="local", metavar="ADDRESS",
         help="run on Ray: a cluster ADDRESS, or none to start a local Ray instance",
     )  # fmt: skip
+    sw.add_argument(
+        "--slurm", action="store_true",
+        help="one Slurm job per run (submitit; pip install 'ddn[slurm]'); needs --time",
+    )  # fmt: skip
+    sw.add_argument("--partition", help="--slurm: the partition to submit to")
+    sw.add_argument("--time", help="--slurm: each job's time limit, e.g. 12:00:00")
+    sw.add_argument("--cpus", type=int, help="--slurm: CPUs per job (default: threads)")
+    sw.add_argument("--gpus", type=int, help="--slurm: GPUs per job (default: gpus, rounded up)")
     sw.add_argument("--list", action="store_true", help="list the packaged sweep files")
     sw.add_argument("--dry-run", action="store_true", help="print the runs and their state")
     return p
@@ -173,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except TrainingError as exc:
+    except (TrainingError, EnvError) as exc:  # EnvError: the env's bug, its traceback
         print(f"ddn: error: {exc}", file=sys.stderr)
         return 1
     except WorkerError as exc:  # an environment that cannot be built
@@ -253,19 +267,31 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
-    run = load_run(args.run, args.checkpoint, num_envs=min(args.episodes, 64))
-    episodes = run_episodes(run.policy(args.policy), run.env, args.episodes)
+    replay: dict = {}
+    if args.save_replay:
+        from ddn.replay import evaluate_with_replay
+
+        t_env, episodes, replay = evaluate_with_replay(
+            args.run, args.checkpoint, args.episodes, args.policy
+        )
+        if "note" in replay:
+            print(f"ddn: {replay['note']}", file=sys.stderr)
+    else:
+        run = load_run(args.run, args.checkpoint, num_envs=min(args.episodes, 64))
+        t_env = run.t_env
+        episodes = run_episodes(run.policy(args.policy), run.env, args.episodes)
     metrics = episodes.summary("test")
     # Every episode goes to the run's episodes.jsonl (marl-eval's absolute metric reads it).
-    append_episodes(args.run, episode_record(run.t_env, "evaluate", args.policy, episodes))
+    append_episodes(args.run, episode_record(t_env, "evaluate", args.policy, episodes))
     print(
         json.dumps(
             {
                 "run": str(args.run),
-                "checkpoint": run.t_env,
+                "checkpoint": t_env,
                 "policy": args.policy,
                 "episodes": args.episodes,
                 **metrics,
+                **replay,
             },
             indent=2,
         )

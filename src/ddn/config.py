@@ -27,10 +27,15 @@ from typing import Any, Literal
 
 import yaml
 
-BASE_ALGORITHMS = ("vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran")
+# IQL first: the no-mixer baseline every value-decomposition method is measured against.
+BASE_ALGORITHMS = ("iql", "vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran")
 # DDN on top of each base method; plain "ddn" is the paper's headline, DDN on QMIX.
 DDN_ALGORITHMS = ("ddn", *(f"ddn_{a}" for a in BASE_ALGORITHMS))
 ALGORITHMS = (*BASE_ALGORITHMS, *DDN_ALGORITHMS)
+
+
+# Where metrics go besides metrics.jsonl (always written): see ddn/trackers.py.
+LOGGERS = ("tensorboard", "wandb", "mlflow")
 
 
 def is_ddn(algo: str) -> bool:
@@ -130,6 +135,8 @@ class Config:
     test_interval: int = 20_000
     test_nepisode: int = 32
     log_interval: int = 10_000
+    # Trackers fed the same events as metrics.jsonl: tensorboard, wandb, mlflow.
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])
     save_model: bool = True
     save_model_interval: int = 100_000
     keep_checkpoints: int = 3  # the newest this many stay on disk; 0 keeps all
@@ -185,6 +192,11 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _check_type(key, value, inner)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, e.g. {key}=[a,b], got {value!r}")
+        (inner,) = typing.get_args(hint)
+        return [_check_type(key, v, inner) for v in value]
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")
@@ -246,6 +258,14 @@ def from_dict(values: dict[str, Any]) -> Config:
                 f"(episodes); raise buffer_size or lower {key}"
             )
     cfg.env = _numbers(cfg.env)
+    for name in cfg.loggers:
+        if name not in LOGGERS:
+            raise ConfigError(
+                f"unknown logger {name!r} in loggers.{_suggest(name, LOGGERS)} "
+                f"Valid: {', '.join(LOGGERS)} (e.g. --set loggers=[tensorboard,wandb])"
+            )
+    if len(set(cfg.loggers)) != len(cfg.loggers):
+        raise ConfigError(f"loggers lists a logger twice: {cfg.loggers}")
     _check_env(cfg)
     if cfg.algo not in ALGORITHMS:
         raise ConfigError(

@@ -42,18 +42,28 @@ class Episodes:
 
 
 def run_episodes(network: ActingNetwork, env: VecEnv, n_episodes: int) -> Episodes:
-    """Run ``n_episodes`` greedy episodes (in rollouts of ``env.num_envs``)."""
+    """Run ``n_episodes`` greedy episodes (in rollouts of ``env.num_envs``).
+
+    Episodes that a worker failure dropped (``env.dropped``, process-worker envs) are
+    left out: they are neither losses nor returns (fewer episodes come back; NaN means
+    when every episode was dropped).
+    """
     collector = Collector(env, env.device)
     returns, lengths, won = [], [], []
-    for _ in range(math.ceil(n_episodes / env.num_envs)):
+    for k in range(math.ceil(n_episodes / env.num_envs)):
         _, stats = collector.run(network, epsilon=0.0)
-        returns.append(stats.returns)
-        lengths.append(stats.lengths)
-        won.append(stats.won)
+        kept = torch.ones_like(stats.won)
+        dropped = getattr(env, "dropped", None)
+        if dropped is not None:
+            kept = ~dropped.to(stats.won.device)
+        kept[max(0, n_episodes - k * env.num_envs) :] = False  # the last rollout's surplus
+        returns.append(stats.returns[kept])
+        lengths.append(stats.lengths[kept])
+        won.append(stats.won[kept])
     return Episodes(
-        torch.cat(returns)[:n_episodes].cpu(),
-        torch.cat(lengths)[:n_episodes].cpu(),
-        torch.cat(won)[:n_episodes].cpu() if env.spec.has_win_condition else None,
+        torch.cat(returns).cpu(),
+        torch.cat(lengths).cpu(),
+        torch.cat(won).cpu() if env.spec.has_win_condition else None,
     )
 
 

@@ -401,7 +401,9 @@ class Experiment:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if self._resumed_from is None:  # a resume reads it, never rewrites it
                 config_mod.save(cfg, self.run_dir / "config.yaml")
-            logger = RunLogger(self.run_dir, resume_t_env=self._resumed_from)
+            logger = RunLogger(
+                self.run_dir, self._resumed_from, loggers=cfg.loggers, config=cfg.to_dict()
+            )
             code = record_start(self.run_dir, self.t_env)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
@@ -527,6 +529,9 @@ class Experiment:
         self.t_env += stats.env_steps
         dropped = getattr(self.env, "dropped", None)  # episodes a crashed worker broke
         if dropped is not None and bool(dropped.any()):
+            # A dropped episode's last transition is the step that failed: it never
+            # happened in the env, so it is not counted (the steps before it were).
+            self.t_env -= int(dropped.sum())
             keep = ~dropped.to(batch.filled.device)
             batch = batch.index(keep)
             stats = RolloutStats(stats.returns[keep], stats.lengths[keep], stats.won[keep])

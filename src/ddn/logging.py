@@ -1,9 +1,11 @@
 """Run logs: one JSON object per event in ``metrics.jsonl``, every evaluation episode in
-``episodes.jsonl``, plus TensorBoard events.
+``episodes.jsonl``, plus the trackers chosen by ``loggers`` (TensorBoard by default; W&B,
+MLflow).
 
 Every event carries ``t_env`` (environment steps so far). On resume both JSONL files are
 cut back to the checkpoint's ``t_env`` and TensorBoard purges later steps, so a
-resumed run's logs read as if it had never stopped.
+resumed run's logs read as if it had never stopped (W&B and MLflow keep what they were
+sent before the stop: their plots may show the rewound stretch twice).
 
 ``episodes.jsonl`` holds one line per evaluated network per test event (``source``
 ``test``) or ``ddn evaluate`` call (``source`` ``evaluate``, ``t_env`` = the checkpoint's):
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +90,19 @@ def _cut_back(path: Path, t_env: int) -> None:
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, resume_t_env: int | None = None, tensorboard: bool = True):
+    """``metrics.jsonl`` plus the trackers named in ``loggers`` (ddn/trackers.py)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        resume_t_env: int | None = None,
+        loggers: Sequence[str] = ("tensorboard",),
+        config: dict[str, Any] | None = None,
+    ):
+        from ddn.trackers import open_trackers
+
+        # Trackers first: one that cannot start stops the run before anything is written.
+        self._trackers = open_trackers(list(loggers), run_dir, config or {}, resume_t_env)
         self.path = run_dir / "metrics.jsonl"
         self.episodes_path = run_dir / EPISODES_FILE
         if resume_t_env is not None:
@@ -96,20 +111,12 @@ class RunLogger:
                     _cut_back(path, resume_t_env)
         self._file = self.path.open("a", buffering=1)
         self._episodes = self.episodes_path.open("a", buffering=1)
-        self._tb = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            purge = None if resume_t_env is None else resume_t_env + 1
-            self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
 
     def log(self, t_env: int, metrics: dict[str, float], **extra: Any) -> None:
         event = {"t_env": t_env, **extra, **{k: _clean(v) for k, v in metrics.items()}}
         self._file.write(json.dumps(event) + "\n")
-        if self._tb is not None:
-            for key, value in metrics.items():
-                if isinstance(value, int | float) and math.isfinite(value):
-                    self._tb.add_scalar(key, value, t_env)
+        for tracker in self._trackers:
+            tracker.log(t_env, metrics)
 
     def log_episodes(self, t_env: int, policy: str, episodes: Episodes, **extra: Any) -> None:
         """Every episode of one test of one network (``policy`` teacher or student)."""
@@ -119,8 +126,8 @@ class RunLogger:
     def close(self) -> None:
         self._file.close()
         self._episodes.close()
-        if self._tb is not None:
-            self._tb.close()
+        for tracker in self._trackers:
+            tracker.close()
 
 
 def _clean(value: Any) -> Any:

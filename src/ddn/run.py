@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +40,11 @@ class LoadedRun:
 
 
 def load_run(
-    run_dir: str | Path, t_env: int | None = None, num_envs: int = 1, seed: int = 12345
+    run_dir: str | Path,
+    t_env: int | None = None,
+    num_envs: int = 1,
+    seed: int = 12345,
+    env_overrides: dict[str, Any] | None = None,
 ) -> LoadedRun:
     """A run's checkpoint ``t_env`` (default: latest) with a fresh env of ``num_envs``.
 
@@ -47,6 +52,8 @@ def load_run(
     ``config.yaml`` may have been edited since (another ``n_prey``, another episode
     limit), which would evaluate a network on a task it never saw. Where the two differ
     a note on stderr says so. A checkpoint with non-finite weights is refused.
+    ``env_overrides`` changes environment parameters that do not alter the task (where
+    SMAC writes replays).
     """
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
@@ -76,6 +83,8 @@ def load_run(
             "run diverged; pick an earlier one with --checkpoint "
             f"(available: {list_checkpoints(run_dir)})"
         )
+    if env_overrides:
+        cfg = dataclasses.replace(cfg, env={**cfg.env, **env_overrides})
     device = resolve_device(cfg.device)
     env = make_env(cfg, num_envs, seed, device)
     learner = build_learner(cfg, env.spec, device)

@@ -14,7 +14,8 @@ cannot take the others down, and each run's output goes to ``<out>/logs/<run>.lo
 Locally, up to ``--workers`` such processes run at once (default: CPUs / threads). With
 ``--ray`` every run is a Ray task holding ``threads`` CPUs and ``gpus`` GPUs (a fraction
 is allowed) that starts the same process; the output folder must then be on a file system
-that the Ray workers share (always true for a local Ray instance).
+that the Ray workers share (always true for a local Ray instance). With ``--slurm`` every
+run is a Slurm job (``ddn.sweep_slurm``, through submitit), on a shared file system too.
 
 Sweep file keys::
 
@@ -458,8 +459,11 @@ def run_sweep(
     workers: int | None = None,
     ray_address: str | None = None,
     max_attempts: int = 2,
+    slurm: Any = None,
 ) -> list[Outcome]:
-    """Run every unfinished run of ``sweep`` under ``out``; returns one Outcome per run."""
+    """Run every unfinished run of ``sweep`` under ``out``; returns one Outcome per run.
+
+    ``slurm`` (a :class:`ddn.sweep_slurm.SlurmOptions`) submits each run as a Slurm job."""
     out.mkdir(parents=True, exist_ok=True)
     for spec in sweep.runs:
         check_existing(spec, out / spec.name)
@@ -478,18 +482,30 @@ def run_sweep(
             todo.append(spec)
     t_max = {s.name: s.config().t_max for s in sweep.runs}
     progress = _Progress(len(sweep.runs), len(sweep.runs) - len(todo), t_max)
-    if ray_address is None:
+    if ray_address is None and slurm is None:
         workers = workers or default_workers(sweep.threads)
+    where = f"{workers} local workers"
+    if ray_address:
+        where = f"on Ray ({ray_address})"
+    elif slurm is not None:
+        where = f"as Slurm jobs ({slurm.cluster})"
     print(
         f"[sweep] {sweep.name}: {len(sweep.runs)} runs, {len(todo)} to run "
         f"({sum(o.resumed_from is not None for o in outcomes.values())} resumed), "
-        + (f"on Ray ({ray_address})" if ray_address else f"{workers} local workers")
+        + where
         + f", {sweep.threads} thread(s) per run -> {out}",
         file=sys.stderr,
         flush=True,
     )
     try:
-        if todo and ray_address is not None:
+        if todo and slurm is not None:
+            from ddn.sweep_slurm import schedule_slurm
+
+            schedule_slurm(
+                todo, out, workers, slurm, outcomes, progress, max_attempts,
+                sweep.threads, sweep.gpus,
+            )  # fmt: skip
+        elif todo and ray_address is not None:
             _schedule_ray(todo, out, workers, ray_address, outcomes, progress, max_attempts)
         elif todo:
             _schedule_local(todo, out, workers, outcomes, progress, max_attempts)
@@ -700,10 +716,16 @@ def main(args: argparse.Namespace) -> int:
             extra = f" from t_env={latest}" if latest is not None else ""
             print(f"{spec.name:<60} {state}{extra}  {' '.join(spec.overrides)}")
         return 0
-    if args.ray is not None:
+    slurm = None
+    if getattr(args, "slurm", False):
+        from ddn.sweep_slurm import check_slurm, options_from_args
+
+        slurm = options_from_args(args)
+        check_slurm(slurm)  # a missing extra or no Slurm fails before anything starts
+    elif args.ray is not None:
         _import_ray()  # a missing extra fails before anything starts
     try:
-        outcomes = run_sweep(sweep, out, args.workers, args.ray)
+        outcomes = run_sweep(sweep, out, args.workers, args.ray, slurm=slurm)
     except KeyboardInterrupt:
         print(
             f"[sweep] stopped; run the same command again to resume: ddn sweep {args.file} "

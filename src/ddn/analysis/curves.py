@@ -34,6 +34,7 @@ Band = Literal["std", "ci"]
 _IGNORED_KEYS = frozenset({"seed", "device", "t_max"})
 
 ALGO_LABELS = {
+    "iql": "IQL",
     "vdn": "VDN",
     "qmix": "QMIX",
     "qatten": "Qatten",

@@ -137,4 +137,5 @@ class SMAC(MultiAgentEnvVec):
             reset_timeout=reset_timeout,
             max_restarts=max_restarts,
             has_win_condition=True,
+            name=f"SMAC {map_name} ({SMAC_TARGET})",
         )

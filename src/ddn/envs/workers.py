@@ -4,9 +4,10 @@ PyMARL, PyMARL2 and EPyMARL environments (SMAC's ``StarCraft2Env`` first of all)
 single, stateful Python objects with this interface::
 
     get_env_info() -> {"n_agents", "obs_shape", "state_shape", "n_actions", "episode_limit"}
-    reset()
+    reset()                                   # v2 (EPyMARL >= 2): -> (obs, info)
     step(actions: list[int]) -> (reward, terminated, info)   # info may hold battle_won,
-    get_obs() -> [N][O]; get_state() -> [S]; get_avail_actions() -> [N][A]   # episode_limit
+    #   v2: -> (obs, reward, terminated, truncated, info)     # episode_limit
+    get_obs() -> [N][O]; get_state() -> [S]; get_avail_actions() -> [N][A]
     close()
 
 :class:`MultiAgentEnvVec` runs ``B`` of them in lock-step and speaks the batched ddn
@@ -14,9 +15,14 @@ protocol (``ddn.envs.base``). With ``processes=True`` each copy lives in its own
 process (a fresh interpreter, nothing forked from this one), so a game
 that crashes or hangs cannot take the run down:
 
-* a worker that dies, raises, closes its pipe or does not answer within ``step_timeout``
-  seconds is killed (with its whole process group: the StarCraft II binary it launched
-  goes too) and restarted from the factory with a fresh seed;
+* an env whose own Python code raises in ``reset`` or ``step`` (or breaks the API)
+  stops the run at once with an :class:`EnvError` carrying its traceback and the env's
+  name: a restart would only repeat the bug. A lost connection or time-out, or an
+  exception from StarCraft II's client libraries, says the *game* failed instead
+  (:func:`is_game_failure`) and counts as a crash:
+* a worker that dies, closes its pipe, reports a game failure or does not answer within
+  ``step_timeout`` seconds is killed (with its whole process group: the StarCraft II
+  binary it launched goes too) and restarted from the factory with a fresh seed;
 * the episode it was playing is **dropped**: that environment is reported as finished
   (``truncated=True``, ``terminated=False``, ``won=False``, reward 0 for the step that
   failed, observations and state kept from the last good step), ``dropped[b]`` is set
@@ -28,7 +34,7 @@ that crashes or hangs cannot take the run down:
   ``(0, True, {})``, which would read as a lost battle: a rise of the env's
   ``force_restarts`` attribute is therefore treated as a dropped episode too (no process
   restart needed);
-* a failure during ``reset()`` restarts the worker and retries (``reset_attempts``
+* a crash during ``reset()`` restarts the worker and retries (``reset_attempts``
   times) without dropping anything: no episode had started.
 
 The time-out follows PyMARL: ``info["episode_limit"]`` true, or ``episode_limit`` steps
@@ -74,6 +80,36 @@ class WorkerError(RuntimeError, ValueError):
     Also a ``ValueError``, so ``ddn train`` shows the worker's own message as a one-line
     configuration error (a bad map name, a missing package) rather than a traceback.
     """
+
+
+class EnvError(RuntimeError):
+    """The env's own Python code raised in ``reset()`` or ``step()`` (or broke the API).
+
+    Not a crash of a game process, which restarts the worker: a bug that a restart
+    would only repeat. The message names the env and the copy and carries the env's
+    own traceback; ``ddn train`` prints it and stops.
+    """
+
+
+#: Where exceptions come from when the game behind an env died or stopped answering
+#: (StarCraft II's client libraries): a restart can cure those.
+_GAME_CLIENT_MODULES = ("pysc2", "websocket", "s2clientprotocol")
+
+
+def is_game_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the game process behind the env failed (restart the worker)
+    rather than the env's Python code (stop the run): a lost connection or time-out, or
+    an exception from a game client library, anywhere in its chain of causes."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ConnectionError | TimeoutError | EOFError):
+            return True
+        if type(e).__module__.split(".")[0] in _GAME_CLIENT_MODULES:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 # ---------------------------------------------------------------------------- factories
@@ -145,14 +181,27 @@ def _observe(env: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _describe(exc: BaseException) -> str:
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return f"{type(exc).__name__}: {exc}\n{''.join(tb[-6:])}"
+    return f"{type(exc).__name__}: {exc}\n{''.join(tb)}"
+
+
+API_CHOICES = ("auto", "v1", "v2")
 
 
 class _Env:
-    """Calls into one env and packs the replies; shared by both back-ends."""
+    """Calls into one env and packs the replies; shared by both back-ends.
 
-    def __init__(self, env: Any):
+    ``api``: ``v1`` (PyMARL, SMAC: ``step -> (reward, terminated, info)``), ``v2``
+    (EPyMARL >= 2: ``step -> (obs, reward, terminated, truncated, info)``, ``reset ->
+    (obs, info)``) or ``auto``: told apart by the number of values ``step`` returns.
+    Either way observations, state and masks are read back with ``get_obs()``,
+    ``get_state()`` and ``get_avail_actions()``, which both APIs have, and ``reset()``'s
+    return value is not used (SMAC's v1 ``reset`` returns ``(obs, state)``, as long as
+    v2's ``(obs, info)``).
+    """
+
+    def __init__(self, env: Any, api: str = "auto"):
         self.env = env
+        self.api = api
 
     def info(self) -> dict[str, Any]:
         info = dict(self.env.get_env_info())
@@ -164,11 +213,45 @@ class _Env:
 
     def step(self, actions: list[int]) -> tuple:
         before = getattr(self.env, "force_restarts", None)
-        reward, terminated, info = self.env.step(actions)
+        reward, terminated, truncated, info = self._unpack(self.env.step(actions))
         after = getattr(self.env, "force_restarts", None)
         info = info or {}
-        flags = (bool(info.get("battle_won", False)), bool(info.get("episode_limit", False)))
-        return (float(reward), bool(terminated), flags, before != after, _observe(self.env))
+        timeout = truncated or bool(info.get("episode_limit", False))
+        flags = (bool(info.get("battle_won", False)), timeout)
+        return (reward, terminated, flags, before != after, _observe(self.env))
+
+    def _unpack(self, out: Any) -> tuple[float, bool, bool, dict]:
+        """(team reward, terminated, truncated, info) from a v1 or v2 ``step`` result."""
+        n = len(out) if isinstance(out, tuple | list) else None
+        want = {"v1": (3,), "v2": (5,), "auto": (3, 5)}[self.api]
+        if n not in want:
+            raise TypeError(
+                f"step() returned {n if n is not None else type(out).__name__} values; "
+                f"env.api={self.api} expects "
+                + " or ".join({3: "3 (v1: reward, terminated, info)",
+                               5: "5 (v2: obs, reward, terminated, truncated, info)"}[k]
+                              for k in want)
+            )  # fmt: skip
+        if n == 3:
+            reward, terminated, info = out
+            truncated: Any = False
+        else:
+            _, reward, terminated, truncated, info = out
+        if np.ndim(reward) != 0:
+            raise ValueError(
+                f"step() returned one reward per agent ({np.asarray(reward).tolist()}); ddn "
+                "learns from one team reward: build the env with common_reward=True (EPyMARL: "
+                "env.factory_kwargs={common_reward: true, reward_scalarisation: sum})"
+            )
+        # Per-agent flags (a list) end the episode when every agent is done.
+        return float(reward), bool(np.all(terminated)), bool(np.any(truncated)), info
+
+    def call(self, method: str) -> Any:
+        """Another method of the env, without arguments (SMAC's ``save_replay``)."""
+        fn = getattr(self.env, method, None)
+        if not callable(fn):
+            raise AttributeError(f"{type(self.env).__name__} has no method {method}()")
+        return fn()
 
     def close(self) -> None:
         close = getattr(self.env, "close", None)
@@ -186,8 +269,9 @@ _CHILD_BOOT = (
 def _worker_main(conn: Any) -> None:
     """A worker process: build the env, then answer ``(command, arg)`` until ``close``.
 
-    The parent sends ``(factory, seed)`` first. Replies are ``("ok", payload)`` or
-    ``("error", text)``; after an error the worker exits and the parent restarts it.
+    The parent sends ``(factory, seed, api)`` first. Replies are ``("ok", payload)`` or
+    ``("error", (text, game_failure))``; after an error the worker exits, and the parent
+    restarts it (a game failure) or stops the run (the env's own error).
     """
     # Ctrl-C and SIGTERM (sent to the whole job by Slurm) are the parent's business: it
     # checkpoints, then stops its workers with SIGKILL.
@@ -195,12 +279,12 @@ def _worker_main(conn: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        factory, seed = conn.recv()
-        env = _Env(factory(seed))
+        factory, seed, api = conn.recv()
+        env = _Env(factory(seed), api)
         conn.send(("ok", env.info()))
     except BaseException as exc:
         with contextlib.suppress(Exception):
-            conn.send(("error", _describe(exc)))
+            conn.send(("error", (_describe(exc), is_game_failure(exc))))
         return
     while True:
         try:
@@ -212,16 +296,22 @@ def _worker_main(conn: Any) -> None:
                 env.close()
                 conn.send(("ok", None))
                 break
-            payload = env.reset() if cmd == "reset" else env.step(arg)
+            payload = (
+                env.reset() if cmd == "reset" else env.call(arg) if cmd == "call" else env.step(arg)
+            )
             conn.send(("ok", payload))
         except BaseException as exc:
             with contextlib.suppress(Exception):
-                conn.send(("error", _describe(exc)))
+                conn.send(("error", (_describe(exc), is_game_failure(exc))))
             break
 
 
 class _Failure(Exception):
-    """A worker did not give a usable answer (crash, hang, error reply)."""
+    """A worker did not give a usable answer (crash, hang, a game failure): restart it."""
+
+
+class _EnvRaised(Exception):
+    """The env's own code raised (the text is its traceback): stop, do not restart."""
 
 
 class _ProcessHandle:
@@ -234,7 +324,7 @@ class _ProcessHandle:
     also stops whatever the env launched (the StarCraft II binary).
     """
 
-    def __init__(self, factory: Callable[[int], Any], seed: int):
+    def __init__(self, factory: Callable[[int], Any], seed: int, api: str = "auto"):
         self.conn, child = mp.Pipe(duplex=True)
         fd = child.fileno()
         try:
@@ -246,7 +336,7 @@ class _ProcessHandle:
         finally:
             child.close()
         self.send("boot", None, raw=list(sys.path))
-        self.send("boot", None, raw=(factory, seed))
+        self.send("boot", None, raw=(factory, seed, api))
 
     def send(self, cmd: str, arg: Any = None, raw: Any = None) -> None:
         try:
@@ -265,7 +355,10 @@ class _ProcessHandle:
                 code = self.proc.wait(1)
             raise _Failure(f"worker died ({type(exc).__name__}, exit code {code})") from None
         if status != "ok":
-            raise _Failure(f"the environment raised {payload}")
+            text, game_failure = payload
+            if game_failure:
+                raise _Failure(f"the game failed: {text}")
+            raise _EnvRaised(text)
         return payload
 
     def kill(self) -> None:
@@ -297,14 +390,23 @@ def _shutdown(handles: list[_ProcessHandle | None]) -> None:
 
 
 class _InlineHandle:
-    """The same calls in this process: no isolation, errors propagate (cheap envs)."""
+    """The same calls in this process (cheap envs): no isolation from crashes, but an
+    exception is sorted into a game failure or the env's own error as in a worker."""
 
-    def __init__(self, factory: Callable[[int], Any], seed: int):
-        self.env = _Env(factory(seed))
+    def __init__(self, factory: Callable[[int], Any], seed: int, api: str = "auto"):
+        self.env = _Env(factory(seed), api)
         self._reply: Any = self.env.info()
 
     def send(self, cmd: str, arg: Any = None) -> None:
-        self._reply = self.env.reset() if cmd == "reset" else self.env.step(arg)
+        try:
+            if cmd == "call":
+                self._reply = self.env.call(arg)
+            else:
+                self._reply = self.env.reset() if cmd == "reset" else self.env.step(arg)
+        except Exception as exc:
+            if is_game_failure(exc):
+                raise _Failure(f"the game failed: {_describe(exc)}") from None
+            raise _EnvRaised(_describe(exc)) from None
 
     def recv(self, deadline: float) -> Any:
         return self._reply
@@ -342,9 +444,16 @@ class MultiAgentEnvVec(VecEnv):
         max_restarts: int = 1000,
         has_win_condition: bool = False,
         episode_limit: int | None = None,
+        api: str = "auto",
+        name: str | None = None,
     ):
         super().__init__(num_envs, seed, device)
+        if api not in API_CHOICES:
+            raise ValueError(f"parameter api must be one of {list(API_CHOICES)}, got {api!r}")
         self.factory = factory
+        self.api = api
+        #: How errors name the env: the factory's target, e.g. "envs:gymma_fn".
+        self.name = name or getattr(factory, "target", None) or repr(factory)
         self.processes = bool(processes)
         self.step_timeout = check_float("step_timeout", step_timeout)
         self.reset_timeout = check_float("reset_timeout", reset_timeout)
@@ -394,8 +503,12 @@ class MultiAgentEnvVec(VecEnv):
     def _spawn(self, i: int) -> Any:
         self.seeds[i] = self._draw_seed()
         if self.processes:
-            return _ProcessHandle(self.factory, self.seeds[i])
-        return _InlineHandle(self.factory, self.seeds[i])
+            return _ProcessHandle(self.factory, self.seeds[i], self.api)
+        try:
+            return _InlineHandle(self.factory, self.seeds[i], self.api)
+        except Exception as exc:
+            self.close()
+            raise WorkerError(f"could not build environment copy {i}: {_describe(exc)}") from None
 
     def _start_all(self) -> list[dict]:
         for i in range(self.num_envs):
@@ -405,7 +518,7 @@ class MultiAgentEnvVec(VecEnv):
         for i, h in enumerate(self._handles):
             try:
                 infos.append(h.recv(deadline))
-            except _Failure as exc:
+            except (_Failure, _EnvRaised) as exc:
                 self.close()
                 raise WorkerError(f"could not build environment copy {i}: {exc}") from None
         return infos
@@ -425,7 +538,7 @@ class MultiAgentEnvVec(VecEnv):
         self._handles[i] = self._spawn(i)
         try:
             info = self._handles[i].recv(time.monotonic() + self.start_timeout)
-        except _Failure as exc:
+        except (_Failure, _EnvRaised) as exc:
             self.close()
             raise WorkerError(f"could not rebuild environment copy {i}: {exc}") from None
         if info != self._info:
@@ -459,6 +572,8 @@ class MultiAgentEnvVec(VecEnv):
                     self._handles[i].send("reset")
                 except _Failure as exc:
                     failed.append((i, str(exc)))
+                except _EnvRaised as exc:  # in-process envs raise here
+                    self._stop(i, "reset()", exc)
             deadline = time.monotonic() + self.reset_timeout
             sent = [i for i in pending if i not in {f for f, _ in failed}]
             for i in sent:
@@ -468,6 +583,8 @@ class MultiAgentEnvVec(VecEnv):
                     )
                 except _Failure as exc:
                     failed.append((i, str(exc)))
+                except _EnvRaised as exc:
+                    self._stop(i, "reset()", exc)
             for i, reason in failed:
                 self._restart(i, f"during reset (attempt {attempt + 1}): {reason}")
             pending = [i for i, _ in failed]
@@ -500,6 +617,8 @@ class MultiAgentEnvVec(VecEnv):
                 self._handles[i].send("step", acts[i].tolist())
             except _Failure as exc:
                 failed[i] = str(exc)
+            except _EnvRaised as exc:  # in-process envs raise here
+                self._stop(i, "step()", exc)
         deadline = time.monotonic() + self.step_timeout
         for i in live:
             if i in failed:
@@ -509,6 +628,8 @@ class MultiAgentEnvVec(VecEnv):
             except _Failure as exc:
                 failed[i] = str(exc)
                 continue
+            except _EnvRaised as exc:
+                self._stop(i, "step()", exc)
             if self_restarted:
                 self._drop(i)
                 log.warning("environment %d restarted itself; its episode is dropped", i)
@@ -524,6 +645,29 @@ class MultiAgentEnvVec(VecEnv):
             self._drop(i)
             self._restart(i, reason)
         return self._output(reward)
+
+    def call(self, method: str, timeout: float | None = None) -> list[Any]:
+        """``method()`` on every copy, in its worker; its return values, by copy.
+
+        For occasional calls between episodes (SMAC's ``save_replay``): a failure is an
+        error, not a restart, since what the call was for cannot be redone.
+        """
+        deadline = time.monotonic() + (self.step_timeout if timeout is None else timeout)
+        replies = []
+        for i, handle in enumerate(self._handles):
+            try:
+                handle.send("call", method)
+                replies.append(handle.recv(deadline))
+            except (_Failure, _EnvRaised) as exc:
+                raise WorkerError(f"env copy {i}: {method}() failed: {exc}") from None
+        return replies
+
+    def _stop(self, i: int, where: str, exc: _EnvRaised) -> None:
+        """The env's own code raised: close every copy and stop the run, no restart."""
+        self.close()
+        raise EnvError(
+            f"environment {self.name} (copy {i}) raised in {where}; its traceback:\n{exc}"
+        ) from None
 
     def _drop(self, i: int) -> None:
         """End env ``i``'s episode as a truncation at its last good step (module doc)."""
@@ -575,11 +719,14 @@ def _flat(shape: Any) -> Any:
 
 @register(
     "pymarl",
-    "any PyMARL/EPyMARL MultiAgentEnv from a 'module:callable' factory, one process per copy",
+    "any PyMARL or EPyMARL (v1 or v2 API) MultiAgentEnv from a 'module:callable' factory",
 )
 class PyMARLEnv(MultiAgentEnvVec):
-    """Bring your own PyMARL ``MultiAgentEnv``: ``factory(**factory_kwargs, seed=...)``.
+    """Bring your own PyMARL or EPyMARL ``MultiAgentEnv``:
+    ``factory(**factory_kwargs, seed=...)``.
 
+    ``api`` is the env's ``step``/``reset`` API: ``v1`` (PyMARL, SMAC), ``v2`` (EPyMARL
+    >= 2: gymma, SMACv2, VMAS wrappers) or ``auto`` (from what ``step`` returns).
     ``python_path`` entries (e.g. a PyMARL checkout's ``src``) are made importable in the
     workers and here; ``seed_arg`` names the constructor's seed argument ("" for none).
     ``has_win_condition`` makes the logs report ``info["battle_won"]`` as a win rate.
@@ -600,6 +747,7 @@ class PyMARLEnv(MultiAgentEnvVec):
         reset_timeout: float = 600.0,
         max_restarts: int = 1000,
         has_win_condition: bool = False,
+        api: str = "auto",
     ):
         if not factory:
             raise ValueError(
@@ -624,4 +772,5 @@ class PyMARLEnv(MultiAgentEnvVec):
             reset_timeout=reset_timeout,
             max_restarts=max_restarts,
             has_win_condition=has_win_condition,
+            api=api,
         )

@@ -1,4 +1,4 @@
-"""The TD objective of each value-decomposition family, over whole episode batches.
+"""The TD objective of IQL and of each value-decomposition family, over whole episode batches.
 
 An objective turns the agent networks' outputs over a batch (online and target) into
 the loss to minimise. It owns the trainable pieces beyond the agents (the mixer, and
@@ -84,12 +84,20 @@ class TDObjective(nn.Module):
         return masked_argmax(q[:, 1:].detach(), td.avail[:, 1:])
 
     def targets(self, td: TDBatch, next_value: torch.Tensor) -> torch.Tensor:
-        b = td.batch
-        terminated = b.terminated
+        return self.returns(td.reward, td.batch.terminated, td.batch.filled, next_value)
+
+    def returns(
+        self,
+        reward: torch.Tensor,
+        terminated: torch.Tensor,
+        filled: torch.Tensor,
+        next_value: torch.Tensor,
+    ) -> torch.Tensor:
+        """TD(lambda) targets of [E, T] episodes from the values of the states reached."""
         if not self.cfg.bootstrap_timeout:  # every episode's last transition ends it
-            terminated = terminated | last_transition(b.filled)
+            terminated = terminated | last_transition(filled)
         return td_lambda_targets(
-            td.reward, terminated, b.filled, next_value, self.cfg.gamma, self.cfg.td_lambda
+            reward, terminated, filled, next_value, self.cfg.gamma, self.cfg.td_lambda
         ).detach()
 
     def forward(self, td: TDBatch, target: TDObjective) -> tuple[torch.Tensor, dict]:
@@ -130,6 +138,35 @@ class MixerTD(TDObjective):
             y = self.targets(td, next_q_tot)
         loss = masked_mean((q_tot - y) ** 2, td.mask)
         return loss, _td_metrics(loss, q_tot, y, td.mask)
+
+
+class IndependentTD(TDObjective):
+    """IQL: no mixer. Each agent regresses its own Q_i(tau_i, u_i) towards
+    r + gamma * Q_i^-(tau_i', u_i'), r the team reward, u_i' its own (double-Q) greedy
+    action: N single-agent TD problems that share the agent network's parameters.
+
+    It has no trainable pieces of its own; the learner's optimizer sees only the agents.
+    """
+
+    def forward(self, td: TDBatch, target: TDObjective) -> tuple[torch.Tensor, dict]:
+        b = td.batch
+        q = td.chosen_q  # [E, T, N]
+        e, t, n = q.shape
+        with torch.no_grad():
+            nxt = self.next_actions(td)
+            next_q = td.target.q[:, 1:].gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
+            # Each agent's return is an episode of its own with the team's reward and
+            # terminations: [E, T, N] -> [E * N, T] for the shared TD(lambda) routine.
+            y = self.returns(
+                td.reward.repeat_interleave(n, dim=0),
+                b.terminated.repeat_interleave(n, dim=0),
+                b.filled.repeat_interleave(n, dim=0),
+                next_q.permute(0, 2, 1).reshape(e * n, t),
+            )
+            y = y.reshape(e, n, t).permute(0, 2, 1)
+        mask = td.mask.unsqueeze(-1).expand(e, t, n)
+        loss = masked_mean((q - y) ** 2, mask)
+        return loss, _td_metrics(loss, q, y, mask)
 
 
 class WeightedQMixTD(TDObjective):
@@ -252,6 +289,8 @@ def _td_metrics(loss, q_tot, y, mask) -> dict[str, torch.Tensor]:
 
 def build_objective(cfg: Config, spec: EnvSpec) -> TDObjective:
     algo = base_algo(cfg.algo)
+    if algo == "iql":
+        return IndependentTD(cfg, spec)
     if algo in PLAIN_MIXERS:
         return MixerTD(cfg, spec)
     if algo in ("cw_qmix", "ow_qmix"):
