@@ -1,9 +1,10 @@
 """Small seeded learning tests: each trains through the real training loop.
 
 * The non-monotonic matrix game [[8,-12,-12],[-12,0,0],[-12,0,0]] under uniform
-  exploration: the fully expressive methods (QPLEX, CW-/OW-QMIX, QTRAN) find the
-  optimal joint action (return 8); VDN and QMIX, whose monotonic Q_tot cannot
-  represent the table, settle on a suboptimal one.
+  exploration, each claim on several seeds ("at least k of these n"), k and n chosen
+  from the success rates measured over 10 seeds (docs/training.md): CW-/OW-QMIX and
+  QTRAN find the optimal joint action (return 8), QPLEX on some seeds (as PyMARL2's
+  QPLEX); VDN and QMIX, whose monotonic Q_tot cannot represent the table, never do.
 * IQL, with no mixer, learns each agent's marginal payoff and misses it as well.
 * QMIX and IQL on a small Predator-Prey clearly improve their greedy test return.
 """
@@ -24,11 +25,12 @@ from ddn.rollout import Collector
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _train_matrix(algo: str, updates: int, tmp_path) -> tuple[Experiment, dict]:
+def _train_matrix(algo: str, updates: int, seed: int, tmp_path) -> tuple[Experiment, dict]:
     cfg = resolve(
-        "matrix", algo, overrides=["device=cpu", "save_model=false"], seed=0, t_max=64 * updates
-    )
-    exp = Experiment(cfg, tmp_path / algo, progress=False)
+        "matrix", algo, overrides=["device=cpu", "save_model=false"], seed=seed,
+        t_max=64 * updates,
+    )  # fmt: skip
+    exp = Experiment(cfg, tmp_path / f"{algo}-{seed}", progress=False)
     return exp, exp.run()
 
 
@@ -55,26 +57,42 @@ def _joint_values(exp: Experiment) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return joint, values, q.argmax(dim=-1)
 
 
-# (algorithm, updates): each fully expressive method gets about twice what it needed
-# in our measurements (QTRAN ~500, QPLEX ~1250, CW/OW-QMIX < 250 updates).
+# (algorithm, updates, seeds, at least k of them must reach the optimum), chosen from
+# the success rates benchmarks/matrix_success.py measured over seeds 0-9 at the same
+# budgets (docs/training.md, "Success over seeds"): CW-/OW-QMIX 10/10 at 250 updates,
+# QTRAN 8/10 at 1000 (seeds 0-2 all succeed), QPLEX 4/10 at 2000, the preset (seeds 0
+# and 2 of 0-3; PyMARL2's QPLEX 0/10). QPLEX's claim is only that some seeds succeed.
 @pytest.mark.parametrize(
-    ("algo", "updates"), [("cw_qmix", 500), ("ow_qmix", 500), ("qtran", 1000), ("qplex", 2000)]
+    ("algo", "updates", "seeds", "at_least"),
+    [
+        ("cw_qmix", 250, (0, 1, 2), 3),
+        ("ow_qmix", 250, (0, 1, 2), 3),
+        ("qtran", 1000, (0, 1, 2), 2),
+        ("qplex", 2000, (0, 1, 2, 3), 1),
+    ],
 )
-def test_expressive_methods_find_the_matrix_optimum(algo, updates, tmp_path):
-    exp, summary = _train_matrix(algo, updates, tmp_path)
-    assert summary["test/return_mean"] == pytest.approx(8.0)
-    assert summary["test/win_rate"] == 1.0
-    # IGM: the joint action that maximises the learned joint value (QTRAN's Q_jt, the
-    # weighted QMIX's Q_tot, QPLEX's Q_tot) is the agents' own greedy joint action.
-    joint, values, greedy = _joint_values(exp)
-    assert joint[values.argmax()].tolist() == greedy.tolist() == [0, 0]
+def test_expressive_methods_find_the_matrix_optimum(algo, updates, seeds, at_least, tmp_path):
+    found = []
+    for seed in seeds:
+        exp, summary = _train_matrix(algo, updates, seed, tmp_path)
+        if summary["test/win_rate"] < 1.0:
+            continue
+        found.append(seed)
+        assert summary["test/return_mean"] == pytest.approx(8.0)
+        # IGM: the joint action that maximises the learned joint value (QTRAN's Q_jt, the
+        # weighted QMIX's Q_tot, QPLEX's Q_tot) is the agents' own greedy joint action.
+        joint, values, greedy = _joint_values(exp)
+        assert joint[values.argmax()].tolist() == greedy.tolist() == [0, 0]
+    assert len(found) >= at_least, f"{algo}: the optimum on seeds {found} of {seeds}"
 
 
 @pytest.mark.parametrize("algo", ["vdn", "qmix"])
 def test_monotonic_methods_miss_the_matrix_optimum(algo, tmp_path):
-    _, summary = _train_matrix(algo, 1000, tmp_path)
-    assert summary["test/return_mean"] < 8.0
-    assert summary["test/win_rate"] == 0.0
+    # Measured: neither reaches the optimum on any of seeds 0-9 at 500 updates.
+    for seed in (0, 1):
+        _, summary = _train_matrix(algo, 500, seed, tmp_path)
+        assert summary["test/return_mean"] < 8.0, seed
+        assert summary["test/win_rate"] == 0.0, seed
 
 
 def _small_predator_prey(

@@ -257,3 +257,35 @@ def test_qplex_stop_gradient_changes_only_gradients() -> None:
     # with the advantage detached, dQ_tot/dQ_i is the transformation weight w_i(s)
     (grad,) = torch.autograd.grad(qa.sum(), qs)
     torch.testing.assert_close(grad, a.transform(ctx.state)[0])
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_qplex_matches_the_reference_learner_combination(layers: int) -> None:
+    """PyMARL2's dmaq_qatten_learner forms Q_tot as sum_i Q_i' of the taken actions plus
+    sum_i (lambda_i - 1) sg(A_i') (``is_minus_one``, stop-gradient, ``weighted_head``:
+    Q_i' = w_i Q_i + b_i, A_i' = Q_i' - (w_i max Q_i + b_i)). The mixer's V_tot + lambda A'
+    form must give the same Q_tot and the same gradient for every parameter and Q_i."""
+    torch.manual_seed(7 + layers)
+    mixer = QPLEXMixer(N, S, A, adv_hypernet_layers=layers, stop_gradient=True).double()
+    ctx = _ctx((16,))
+    ctx = MixContext(
+        state=ctx.state.double(),
+        actions_onehot=ctx.actions_onehot.double(),
+        max_qs=ctx.max_qs.double(),
+    )
+    qs = (ctx.max_qs - torch.rand(16, N, dtype=torch.float64)).requires_grad_()
+    weights = torch.randn(16, dtype=torch.float64)
+    params = [qs, *mixer.parameters()]
+
+    ours = mixer(qs, ctx)
+    ours_grads = torch.autograd.grad((weights * ours).sum(), params)
+
+    w, b = mixer.transform(ctx.state)
+    q_taken, q_max = w * qs + b, w * ctx.max_qs + b
+    lam = mixer.lambdas(ctx.state, ctx.actions_onehot)
+    ref = q_taken.sum(-1) + ((q_taken - q_max).detach() * (lam - 1.0)).sum(-1)
+    ref_grads = torch.autograd.grad((weights * ref).sum(), params)
+
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    for mine, theirs in zip(ours_grads, ref_grads, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
