@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ddn.checkpoint import list_checkpoints
 from ddn.cli import main
@@ -113,6 +114,27 @@ def test_rerun_skips_finished_and_resumes_unfinished(local_sweep, tmp_path):
     assert after == before  # the resumed run ends where the uninterrupted one did
     t_envs = [e["t_env"] for e in read_metrics(victim / "metrics.jsonl") if "test/win_rate" in e]
     assert t_envs == sorted(set(t_envs)) and t_envs[-1] == 1024
+
+
+def test_runs_of_an_older_ddn_carry_on_and_changed_ones_are_refused(local_sweep, tmp_path, capsys):
+    """A campaign spans ddn versions: config keys added since count as their defaults.
+    A key whose value differs is another configuration, refused with one line."""
+    out = tmp_path / "copy"
+    shutil.copytree(local_sweep, out)
+    for name in NAMES:
+        cfg_path = out / name / "config.yaml"
+        old = yaml.safe_load(cfg_path.read_text())
+        del old["keep_checkpoints"], old["loggers"]  # as written before these keys existed
+        cfg_path.write_text(yaml.safe_dump(old))
+    assert main(["sweep", str(out / "sweep.yaml"), "--out", str(out)]) == 0
+    assert {r["status"] for r in _status(out).values()} == {"skipped"}
+
+    changed = out / "matrix-default-vdn-0" / "config.yaml"
+    changed.write_text(changed.read_text().replace("gamma: 0.99", "gamma: 0.9"))
+    capsys.readouterr()
+    assert main(["sweep", str(out / "sweep.yaml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "keys differ: ['gamma']" in err[0]
 
 
 def test_killed_sweep_finishes_only_missing_runs(tmp_path):

@@ -57,7 +57,14 @@ from typing import Any
 
 import yaml
 
-from ddn.config import Config, ConfigError, load_yaml_mapping, parse_override, resolve
+from ddn.config import (
+    Config,
+    ConfigError,
+    differing_keys,
+    load_yaml_mapping,
+    parse_override,
+    resolve,
+)
 
 _TOP_KEYS = {
     "name",
@@ -267,8 +274,9 @@ def check_existing(spec: RunSpec, run_dir: Path) -> None:
         old = yaml.safe_load(cfg_path.read_text()) or {}
     except yaml.YAMLError:
         return  # unreadable: treated as a fresh start by the worker
-    new = spec.config().to_dict()
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    # Keys the old run lacks were added to ddn since: they count as their defaults, so a
+    # campaign carries on across ddn versions.
+    diff = differing_keys(old, spec.config())
     if diff:
         raise ConfigError(
             f"{run_dir} was made with another configuration (keys differ: {diff}); the sweep "
