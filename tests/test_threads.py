@@ -31,31 +31,18 @@ def restore_threads(monkeypatch):
 
 
 # ---------------------------------------------------------------- the policy
-def test_small_updates_take_one_thread_large_ones_every_core(monkeypatch):
-    monkeypatch.setattr(threads, "usable_cpus", lambda: 6)
-    assert threads.auto_threads(None) == (1, "auto: small update")
-    assert threads.auto_threads(threads.PARALLEL_ROWS - 1) == (1, "auto: small update")
-    assert threads.auto_threads(threads.PARALLEL_ROWS) == (6, "auto: large update")
-
-
-def test_omp_num_threads_counts_as_the_users_choice(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert threads.auto_threads(10**9) == (3, "auto: OMP_NUM_THREADS")
+def test_one_thread_unless_told_otherwise(monkeypatch):
+    assert threads.auto_threads() == (1, "auto")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own choice, as torch reads it
+    assert threads.auto_threads() == (3, "auto: OMP_NUM_THREADS")
     monkeypatch.setenv("OMP_NUM_THREADS", "not-a-number")
-    assert threads.auto_threads(None)[0] == 1
-
-
-def test_update_rows_counts_every_step_of_every_episode_per_agent():
-    # The matrix preset: 64 one-step episodes (2 GRU steps) of 2 agents.
-    assert threads.update_rows(64, 1, 2) == 256
-    # Predator-Prey's paper preset: 32 episodes of 200 steps, 8 predators.
-    assert threads.update_rows(32, 200, 8) == 51_456
+    assert threads.auto_threads() == (1, "auto")
 
 
 def test_apply_threads_sets_torch():
-    assert threads.apply_threads(2, None) == (2, "set by --threads or the threads key")
+    assert threads.apply_threads(2) == (2, "set by --threads or the threads key")
     assert torch.get_num_threads() == 2
-    assert threads.apply_threads(None, None) == (1, "auto: small update")
+    assert threads.apply_threads(None) == (1, "auto")
     assert torch.get_num_threads() == 1
 
 
@@ -81,7 +68,7 @@ def test_thread_count_does_not_make_another_experiment():
 # ---------------------------------------------------------------- Python API and train
 def test_experiment_applies_and_records_the_count(tmp_path):
     auto = Experiment(resolve("matrix", "vdn", overrides=MATRIX), tmp_path / "a", progress=False)
-    assert (auto.threads, auto.threads_reason) == (1, "auto: small update")
+    assert (auto.threads, auto.threads_reason) == (1, "auto")
     assert torch.get_num_threads() == 1
 
     cfg = resolve("matrix", "vdn", overrides=[*MATRIX, "threads=2"])
@@ -131,13 +118,13 @@ def test_train_prints_and_records_the_threads(tmp_path, capsys):
 def test_evaluate_and_render_take_threads(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--env", "matrix", "--algo", "vdn", "--out", str(run), "--no-progress"]
-    assert main([*args, *SETS]) == 0
+    assert main([*args, *SETS, "--threads", "2"]) == 0
     capsys.readouterr()
     assert main(["evaluate", "--run", str(run), "--episodes", "2", "--threads", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["threads"] == 2
     assert torch.get_num_threads() == 2
     assert main(["evaluate", "--run", str(run), "--episodes", "2"]) == 0
-    assert json.loads(capsys.readouterr().out)["threads"] == 1  # no updates: small
+    assert json.loads(capsys.readouterr().out)["threads"] == 1  # the policy's, not the run's
     assert main(["evaluate", "--run", str(run), "--threads", "0"]) == 2
     assert capsys.readouterr().err.startswith("ddn: error: --threads must be >= 1")
     gif = tmp_path / "e.gif"

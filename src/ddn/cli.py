@@ -25,8 +25,7 @@ from ddn.logging import MetricsError
 def _threads_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=int, metavar="N",
-        help="torch CPU threads (default: 1, or every core for a large update; "
-        "docs/training.md#threads)",
+        help="torch CPU threads (default: OMP_NUM_THREADS if set, else 1; docs/training.md)",
     )  # fmt: skip
 
 
@@ -387,12 +386,13 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _apply_threads(requested: int | None) -> int:
-    """Evaluation and rendering step small batches: the policy's choice without updates."""
+    """evaluate and render: ``--threads`` or the policy's choice (not the run's recorded
+    count, which was chosen for its updates)."""
     from ddn.threads import apply_threads
 
     if requested is not None and requested < 1:
         raise ConfigError(f"--threads must be >= 1, got {requested}")
-    return apply_threads(requested, None)[0]
+    return apply_threads(requested)[0]
 
 
 def _demo(args: argparse.Namespace) -> int:

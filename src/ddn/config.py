@@ -63,7 +63,7 @@ class Config:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # torch's CPU threads; null: the thread policy picks (ddn/threads.py). A run records
-    # the count it used, so that its resume uses the same one.
+    # the count it used, so that a resume uses the same one.
     threads: int | None = None
     # Budget and data collection.
     t_max: int = 1_000_000
