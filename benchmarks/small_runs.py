@@ -14,8 +14,13 @@ given. ``--baseline SRC`` repeats every measurement with another checkout's ``sr
 folder (e.g. the commit before a change) right after this one's, so that the ratios
 compare code measured under the same machine load.
 
+``--scaling`` measures instead what the thread policy's default rests on: the median
+time of one QMIX update at 1 thread and at every usable core, alternating on the same
+batch, for updates from the matrix preset's to the paper's Predator-Prey batch.
+
     python benchmarks/small_runs.py [--algos vdn qmix] [--t-max 128000] [--threads N]
                                     [--baseline /path/to/old/src] [--json out.json]
+    python benchmarks/small_runs.py --scaling [--updates 5]
 """
 
 from __future__ import annotations
@@ -104,6 +109,47 @@ def _measure_update(algo: str, updates: int) -> None:
                       "cpu_ms": 1e3 * statistics.median(cpus)}))  # fmt: skip
 
 
+# (name, env, overrides): updates from the matrix preset's to the paper's Predator-Prey.
+SCALING = [
+    ("matrix preset", "matrix", []),
+    ("predator_prey, batch 8", "predator_prey", ["batch_size=8"]),
+    ("predator_prey, batch 32 (paper)", "predator_prey", ["batch_size=32"]),
+]
+
+
+def scaling(updates: int) -> None:
+    """Median wall time of one QMIX update at 1 thread and at every usable core."""
+    import torch
+
+    from ddn.config import resolve
+    from ddn.experiment import Experiment
+
+    cores = len(os.sched_getaffinity(0))
+    print(f"cpus {cores}, load average {os.getloadavg()}", flush=True)
+    for name, env, overrides in SCALING:
+        cfg = resolve(env, "qmix", overrides=[*overrides, "buffer_size=64", "device=cpu"])
+        with tempfile.TemporaryDirectory() as tmp:
+            exp = Experiment(cfg, Path(tmp) / "run", progress=False)
+            while not exp.buffer.can_sample(cfg.batch_size):
+                exp.iteration()
+            batch = exp.buffer.sample(cfg.batch_size)
+            times: dict[int, list[float]] = {1: [], cores: []}
+            for i in range(updates + 1):
+                for threads in times:
+                    torch.set_num_threads(threads)
+                    t0 = time.perf_counter()
+                    exp.learner.train(batch, exp.episode)
+                    if i > 0:  # the first update of each count warms up
+                        times[threads].append(time.perf_counter() - t0)
+        one, many = (statistics.median(t) for t in times.values())
+        rows = cfg.batch_size * (exp.spec.episode_limit + 1) * exp.spec.n_agents
+        print(
+            f"{name:32s} {rows:6d} agent rows  1 thread {one * 1e3:8.1f} ms  "
+            f"{cores} threads {many * 1e3:8.1f} ms  speed-up {one / many:.2f}",
+            flush=True,
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--algos", nargs="+", default=ALGOS)
@@ -112,8 +158,12 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=100, help="timed updates per algorithm")
     p.add_argument("--baseline", type=Path, help="another checkout's src folder to compare")
     p.add_argument("--json", type=Path)
+    p.add_argument("--scaling", action="store_true", help="1 thread against every core")
     p.add_argument("--_update", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.scaling:
+        scaling(args.updates)
+        return
     if args._update:
         _measure_update(args._update, args.updates)
         return
