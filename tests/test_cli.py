@@ -230,8 +230,9 @@ def test_train_prints_run_folder_and_summary(tmp_path, capsys):
     )  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
-    first, rest = out.split("\n", 1)
+    first, second, rest = out.split("\n", 2)
     assert first == f"Run folder: {run}"
+    assert second.startswith("Threads: ")  # the header line of tests/test_threads.py
     summary = json.loads(rest)
     assert summary["t_env"] == 64 and summary["finished"] is True
     cfg = config.load(run / "config.yaml")

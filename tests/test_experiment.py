@@ -91,7 +91,8 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     assert {"test/return_mean", "test/return_std", "test/ep_length_mean"} <= set(summary)
 
     # config.yaml: the resolved config.
-    assert yaml.safe_load((run / "config.yaml").read_text()) == cfg.to_dict()
+    # config.yaml is the configuration with the thread count the policy chose, recorded.
+    assert yaml.safe_load((run / "config.yaml").read_text()) == {**cfg.to_dict(), "threads": 1}
 
     # metrics.jsonl: every event has t_env; train, test and speed metrics appear.
     events = read_metrics(run / "metrics.jsonl")
@@ -121,7 +122,7 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     t_env, state, buffer = load_checkpoint(run)
     assert t_env == summary["t_env"] and buffer is None
     assert state["counters"]["t_env"] == t_env
-    assert state["config"] == cfg.to_dict()
+    assert state["config"] == {**cfg.to_dict(), "threads": 1}
 
 
 def test_run_records_the_code_that_produced_it(tmp_path):

@@ -14,6 +14,7 @@ from ddn.config import ALGORITHMS, resolve
 from ddn.envs import EnvSpec, make
 from ddn.experiment import build_learner
 from ddn.learners import VDLearner
+from ddn.learners.value_decomposition import metric_values
 from ddn.rollout import Collector
 
 CPU = torch.device("cpu")
@@ -341,3 +342,38 @@ def test_iql_has_no_mixer_and_only_agent_parameters():
     learner, _ = build(tiny_cfg("predator_prey", "iql"))
     assert list(learner.objective.parameters()) == []
     assert len(learner.params) == len(list(learner.agent.parameters()))
+
+
+# ---------------------------------------------------------------- per-update overhead
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+@pytest.mark.parametrize("algo", ["qmix", "ddn"])
+def test_multi_tensor_optimizers_step_exactly_like_the_per_parameter_loop(algo, optimizer):
+    """The learners' optimizers use torch's multi-tensor (foreach) update for speed; a run
+    must still compute what the per-parameter loop computes, bit for bit."""
+    cfg = tiny_cfg("predator_prey", algo, f"optimizer={optimizer}", "lr=0.01")
+    fast, env = build(cfg, seed=3, generic=True)
+    loop, _ = build(cfg, seed=3, generic=True)
+    optimizers = [o for o in vars(loop).values() if isinstance(o, torch.optim.Optimizer)]
+    td = getattr(loop, "td", loop)  # DDN: the GGN's TD learner holds the main optimizer
+    optimizers.append(td.optimizer)
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["foreach"] = False
+    assert all(g["foreach"] for g in getattr(fast, "td", fast).optimizer.param_groups)
+    batch = collected_batch(fast, env, seed=3)
+    for episode in range(8, 48, 8):
+        metrics = []
+        for learner in (fast, loop):
+            torch.manual_seed(episode)  # DDN's IDM draws its masks from torch's generator
+            metrics.append(learner.train(batch, episode))
+        assert metrics[0] == metrics[1]
+    assert same(snapshot(fast), snapshot(loop))
+
+
+def test_metric_values_read_every_metric_exactly():
+    metrics = {
+        "a": torch.tensor(0.1),
+        "b": torch.tensor(3.0, dtype=torch.float64) / 7,
+        "c": torch.tensor([2.5]).sum(),
+    }
+    assert metric_values(metrics) == {k: float(v) for k, v in metrics.items()}

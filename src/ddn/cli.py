@@ -22,6 +22,13 @@ from ddn.envs.workers import EnvError
 from ddn.logging import MetricsError
 
 
+def _threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads", type=int, metavar="N",
+        help="torch CPU threads (default: OMP_NUM_THREADS if set, else 1; docs/training.md)",
+    )  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ddn",
@@ -56,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         help="replace the run already in --out (its checkpoints and logs are deleted)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_arg(t)
 
     e = sub.add_parser("evaluate", help="greedy test episodes of a saved run")
     e.add_argument("--run", type=Path, required=True)
@@ -72,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write RUN/replays/: a StarCraft II replay (smac), else a GIF (smax)",
     )
+    _threads_arg(e)
 
     x = sub.add_parser("export", help="write a DDN run's LPN (student) alone, for deployment")
     x.add_argument("--run", type=Path, required=True)
@@ -95,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--policy", choices=["teacher", "student"], default="teacher")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="env.KEY=VALUE")
+    _threads_arg(r)
 
     d = sub.add_parser("demo", help="train on a small Predator-Prey, then plot and summarise")
     d.add_argument("--out", type=Path, default=Path("demo"))
@@ -242,19 +252,20 @@ def _train(args: argparse.Namespace) -> int:
                     + (["--overwrite"] if args.overwrite else [])
                 )
             )
-        exp = Experiment.resume(args.resume, progress=not args.no_progress)
+        exp = Experiment.resume(args.resume, progress=not args.no_progress, threads=args.threads)
         print(f"Resuming {args.resume} from t_env={exp.t_env}")
     else:
         if not args.env or not args.algo:
             raise ConfigError("train needs --env and --algo (or --resume DIR); see `ddn list`")
         cfg = resolve(
             args.env, args.algo, args.map_name, args.overrides,
-            seed=args.seed, t_max=args.t_max, device=args.device,
+            seed=args.seed, t_max=args.t_max, device=args.device, threads=args.threads,
         )  # fmt: skip
         if args.out is not None:  # before building environments: fail fast
             check_run_dir(args.out, cfg, args.overwrite)
         exp = Experiment(cfg, args.out, progress=not args.no_progress, overwrite=args.overwrite)
         print(f"Run folder: {exp.run_dir}")
+    print(f"Threads: {exp.threads} ({exp.threads_reason})")
     summary = exp.run()
     print(json.dumps(summary, indent=2))
     return 128 + exp.stopped_by if exp.stopped_by is not None else 0
@@ -267,6 +278,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
+    threads = _apply_threads(args.threads)
     replay: dict = {}
     if args.save_replay:
         from ddn.replay import evaluate_with_replay
@@ -290,6 +302,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 "checkpoint": t_env,
                 "policy": args.policy,
                 "episodes": args.episodes,
+                "threads": threads,
                 **metrics,
                 **replay,
             },
@@ -337,6 +350,7 @@ def _render(args: argparse.Namespace) -> int:
     from ddn.analysis.render import render_predator_prey
     from ddn.config import parse_override
 
+    threads = _apply_threads(args.threads)
     params = {}
     for item in args.overrides:
         key, value = parse_override(item)
@@ -366,8 +380,19 @@ def _render(args: argparse.Namespace) -> int:
             raise ConfigError(f"ddn render draws predator_prey and smax runs, not {env_name}")
     except ValueError as exc:  # bad environment parameters, missing extra
         raise ConfigError(str(exc)) from None
+    info["threads"] = threads
     print(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()}))
     return 0
+
+
+def _apply_threads(requested: int | None) -> int:
+    """evaluate and render: ``--threads`` or the policy's choice (not the run's recorded
+    count, which was chosen for its updates)."""
+    from ddn.threads import apply_threads
+
+    if requested is not None and requested < 1:
+        raise ConfigError(f"--threads must be >= 1, got {requested}")
+    return apply_threads(requested)[0]
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -62,6 +62,9 @@ class Config:
     env: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch's CPU threads; null: the thread policy picks (ddn/threads.py). A run records
+    # the count it used, so that a resume uses the same one.
+    threads: int | None = None
     # Budget and data collection.
     t_max: int = 1_000_000
     batch_size_run: int = 8
@@ -246,6 +249,10 @@ def from_dict(values: dict[str, Any]) -> Config:
     for key in _NON_NEGATIVE:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {getattr(cfg, key)}")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(
+            f"threads must be >= 1 (or null for the automatic choice), got {cfg.threads}"
+        )
     for key in ("gamma", "td_lambda", "epsilon_start", "epsilon_finish", "w", "idm_mask_prob"):
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(cfg, key)}")
@@ -398,12 +405,22 @@ def load(path: str | Path) -> Config:
     return cfg
 
 
+# Keys that say how a run executes, not what it computes: a checkpoint or a sweep's run
+# folder still belongs to a configuration that differs only in them.
+EXECUTION_KEYS = ("threads",)
+
+
 def differing_keys(saved: dict[str, Any], cfg: Config) -> list[str]:
     """Keys where a stored configuration (a checkpoint's) differs from ``cfg``. Keys the
-    stored one lacks (added to ddn since) count as their defaults."""
+    stored one lacks (added to ddn since) count as their defaults; ``EXECUTION_KEYS``
+    never count."""
     current = cfg.to_dict()
     stored = {**Config().to_dict(), **saved}
-    return sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    return sorted(
+        k
+        for k in set(stored) | set(current)
+        if k not in EXECUTION_KEYS and stored.get(k) != current.get(k)
+    )
 
 
 def save(cfg: Config, path: str | Path) -> None:

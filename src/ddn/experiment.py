@@ -16,6 +16,7 @@ stop; a second one aborts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -52,6 +53,7 @@ from ddn.learners import DDNLearner, VDLearner
 from ddn.logging import RunLogger, read_metrics
 from ddn.provenance import record_start
 from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
+from ddn.threads import apply_threads
 
 CHECKPOINT_FORMAT = 1
 # What a run folder holds; a fresh run never mixes into another run's files.
@@ -243,6 +245,9 @@ class Experiment:
         with _allocating("environments", "make the environment smaller (see `ddn list`)"):
             self.env = make_env(cfg, cfg.batch_size_run, cfg.seed, self.device)
             self.spec = self.env.spec
+        self.threads, self.threads_reason = apply_threads(cfg.threads)
+        # config.yaml and checkpoints record the count used: a resume uses it again.
+        self.cfg = cfg = dataclasses.replace(cfg, threads=self.threads)
         # The buffer is usually the largest allocation: fail on it before building more.
         buffer_device = torch.device("cpu") if cfg.buffer_cpu_only else self.device
         with _allocating("replay buffer", "lower buffer_size or make the environment smaller"):
@@ -275,12 +280,18 @@ class Experiment:
 
     # ------------------------------------------------------------------ resume
     @classmethod
-    def resume(cls, run_dir: str | Path, progress: bool = True) -> Experiment:
+    def resume(
+        cls, run_dir: str | Path, progress: bool = True, threads: int | None = None
+    ) -> Experiment:
+        """Continue ``run_dir`` from its latest checkpoint; ``threads`` replaces the
+        thread count it recorded (e.g. on another machine)."""
         run_dir = Path(run_dir)
         cfg_path = run_dir / "config.yaml"
         if not cfg_path.is_file():
             raise CheckpointError(f"{run_dir} is not a ddn run folder (no config.yaml)")
         cfg = config_mod.load(cfg_path)
+        if threads is not None:
+            cfg = config_mod.from_dict({**cfg.to_dict(), "threads": threads})
         exp = cls(cfg, run_dir, progress=progress)
         t_env, state, buffer = load_checkpoint(run_dir)
         exp.load_state(state, buffer)

@@ -9,8 +9,9 @@ folder, so that running the same sweep again finds its own results:
 - a run that fails is retried once; failures are reported at the end (exit status 1).
 
 Every run executes in its own Python process (``python -m ddn.sweep --worker ...``), with
-torch pinned to ``threads`` threads, so that a crash, a leak or a CUDA error in one run
-cannot take the others down, and each run's output goes to ``<out>/logs/<run>.log``.
+torch pinned to ``threads`` threads (the run's ``threads`` config key, as ``ddn train
+--threads``), so that a crash, a leak or a CUDA error in one run cannot take the others
+down, and each run's output goes to ``<out>/logs/<run>.log``.
 Locally, up to ``--workers`` such processes run at once (default: CPUs / threads). With
 ``--ray`` every run is a Ray task holding ``threads`` CPUs and ``gpus`` GPUs (a fraction
 is allowed) that starts the same process; the output folder must then be on a file system
@@ -109,6 +110,7 @@ class RunSpec:
             seed=self.seed,
             t_max=self.t_max,
             device=self.device,
+            threads=self.threads,
         )
 
 
@@ -288,9 +290,6 @@ def check_existing(spec: RunSpec, run_dir: Path) -> None:
 def _worker(payload: dict[str, Any]) -> int:
     """Body of the run's own process: train (or resume) one run. Exit status:
     0 finished, 3 stopped by a signal with a checkpoint written, 1 error."""
-    import torch
-
-    torch.set_num_threads(int(payload["threads"]))
     spec = RunSpec(**payload["spec"])
     run_dir = Path(payload["run_dir"])
     from ddn.experiment import Experiment
@@ -300,7 +299,7 @@ def _worker(payload: dict[str, Any]) -> int:
         return EXIT_OK
     if state == "resume":
         print(f"resuming {run_dir} from t_env={latest}", flush=True)
-        exp = Experiment.resume(run_dir, progress=False)
+        exp = Experiment.resume(run_dir, progress=False, threads=spec.threads)
     else:
         if run_dir.exists():  # leftovers of a run killed before its first checkpoint
             shutil.rmtree(run_dir)
@@ -321,7 +320,7 @@ def _die_with_parent() -> None:
 
 
 def _command(spec: RunSpec, run_dir: Path) -> list[str]:
-    payload = {"spec": asdict(spec), "run_dir": str(run_dir), "threads": spec.threads}
+    payload = {"spec": asdict(spec), "run_dir": str(run_dir)}
     return [sys.executable, "-m", "ddn.sweep", "--worker", json.dumps(payload)]
 
 
@@ -752,7 +751,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _worker_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m ddn.sweep")
-    parser.add_argument("--worker", required=True, help="JSON: spec, run_dir, threads")
+    parser.add_argument("--worker", required=True, help="JSON: spec, run_dir")
     args = parser.parse_args(argv)
     try:
         return _worker(json.loads(args.worker))

@@ -25,7 +25,7 @@ from ddn.buffer import EpisodeBatch
 from ddn.config import Config
 from ddn.envs import EnvSpec
 from ddn.learners.targets import fix_avail
-from ddn.learners.value_decomposition import VDLearner
+from ddn.learners.value_decomposition import VDLearner, adam, metric_values
 from ddn.nets.agent import AgentOutput
 from ddn.nets.ddn import GuidingNetwork, LocalPolicyNetwork
 from ddn.nets.rnd import RND
@@ -122,11 +122,11 @@ class DDNLearner:
         self.td = VDLearner(cfg, spec, device, agent=self.teacher)  # GGN's TD learning
         self.student = build_student(cfg, spec).to(device)
         self.distill = DistillationLosses(cfg)
-        self.student_optimizer = torch.optim.Adam(self.student.parameters(), lr=cfg.student_lr)
+        self.student_optimizer = adam(self.student.parameters(), cfg.student_lr)
         self.idm: RND | None = None
         if cfg.idm:
             self.idm = RND(spec.state_dim, cfg.idm_embed_dim).to(device)
-            self.idm_optimizer = torch.optim.Adam(self.idm.predictor.parameters(), lr=cfg.idm_lr)
+            self.idm_optimizer = adam(self.idm.predictor.parameters(), cfg.idm_lr)
 
     @property
     def acting_network(self) -> nn.Module:
@@ -146,7 +146,7 @@ class DDNLearner:
         metrics.update(td_metrics)
         metrics["train/L_td"] = td_metrics["train/loss"]
         metrics.update(self.distill_step(batch, teacher_out))
-        return {k: float(v) for k, v in metrics.items()}
+        return metric_values(metrics)
 
     def intrinsic_reward(self, batch: EpisodeBatch) -> tuple[torch.Tensor, dict]:
         """r_I [E, T] from the current predictor; then one predictor step on L_I.
