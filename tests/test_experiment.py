@@ -570,3 +570,19 @@ def test_ctrl_c_checkpoints_and_resumes(tmp_path):
     final = exp.run()
     assert final["finished"] is True and final["t_env"] >= 8000
     assert_monotonic_per_kind(read_metrics(run / "metrics.jsonl"))
+
+
+def test_summary_json_is_strict_json(tmp_path):
+    """An undefined transfer rate (NaN) is written as null: NaN is not JSON, and strict
+    readers (jq, JavaScript, marl-eval's tools) refuse the whole file."""
+    from ddn.experiment import _atomic_write_json
+
+    path = tmp_path / "summary.json"
+    _atomic_write_json(path, {"t_env": 5, "test/transfer_rate": float("nan"), "x": 1.5})
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} written into summary.json")
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "t_env": 5, "test/transfer_rate": None, "x": 1.5,
+    }  # fmt: skip

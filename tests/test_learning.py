@@ -109,45 +109,72 @@ def _small_predator_prey(
     ]  # fmt: skip
 
 
-def test_qmix_improves_on_small_predator_prey(tmp_path):
+# The Predator-Prey claims, one function each: the test runs it on a few seeds, and
+# benchmarks/learning_success.py on seeds 0-9 (the rates the seeds are chosen by). Each
+# trains through the real loop and returns the conditions that failed (none: it holds).
+def improves_on_small_predator_prey(algo: str, seed: int, run_dir) -> list[str]:
     """3 predators, 1 prey, 5x5, no miscapture penalty (with p > 0 QMIX learns to stop
-    catching: the relative-overgeneralization trap the paper studies)."""
-    overrides = _small_predator_prey(3, 5, 25, test_interval=5000, test_nepisode=32)
-    cfg = resolve("predator_prey", "qmix", overrides=overrides, seed=0, t_max=40_000)
-    exp = Experiment(cfg, tmp_path / "run", progress=False)
-    exp.run()
-    _, returns = metric_series(exp.run_dir, "test/return_mean")
-    assert len(returns) >= 8
+    catching: the relative-overgeneralization trap the paper studies), 40k steps: the
+    greedy test return (one capture is worth 10) ends well above the untrained policy's.
+    QMIX must reach 4 and gain 3; IQL, independent learners on the team reward, learns
+    more slowly: 2.5 and 2."""
+    bar, gain = {"qmix": (4.0, 3.0), "iql": (2.5, 2.0)}[algo]
+    overrides = _small_predator_prey(3, 5, 25, test_interval=5000, test_nepisode=64)
+    cfg = resolve("predator_prey", algo, overrides=overrides, seed=seed, t_max=40_000)
+    Experiment(cfg, run_dir, progress=False).run()
+    _, returns = metric_series(run_dir, "test/return_mean")
     first, last = returns[0], sum(returns[-3:]) / 3
-    # One capture is worth 10; greedy QMIX ends well above its untrained policy.
-    assert last >= 4.0, returns
-    assert last >= first + 3.0, returns
+    failed = [] if len(returns) >= 8 else [f"{len(returns)} tests"]
+    if last < bar:
+        failed.append(f"last {last:.2f} < {bar}")
+    if last < first + gain:
+        failed.append(f"gain {last - first:.2f} < {gain}")
+    return failed
 
 
-def test_ddn_vdn_learns_and_its_student_follows(tmp_path):
-    """DDN on VDN, 2 predators / 1 prey on 4x4 (p = 0), paper defaults for DDN: the GGN
-    learns to capture and the LPN, trained only by distillation from local observations,
-    reaches >= 90% of the GGN's greedy test return at the end of training. The final
-    returns are measured on 2,048 episodes each: on the 64-episode periodic tests the
-    ratio's noise is about as large as the margin. Measured (student / teacher): seeds
-    0, 1, 2 -> 0.940, 0.982, 0.944 (the student sees a 5x5 window of the grid, the
-    teacher the whole state)."""
+def ddn_vdn_student_follows(seed: int, run_dir) -> list[str]:
+    """DDN on VDN, 2 predators / 1 prey on 4x4 (p = 0), paper defaults for DDN, 150k
+    steps: the GGN learns to capture and the LPN, trained only by distillation from local
+    observations (a 5x5 window of the grid; the teacher sees the whole state), reaches
+    >= 90% of the GGN's greedy test return at the end. The final returns are measured on
+    2,048 episodes each: on the 64-episode periodic tests the ratio's noise is about as
+    large as the margin."""
     overrides = _small_predator_prey(2, 4, 20, test_interval=10000, test_nepisode=64)
-    cfg = resolve("predator_prey", "ddn_vdn", overrides=overrides, seed=0, t_max=150_000)
-    exp = Experiment(cfg, tmp_path / "run", progress=False)
+    cfg = resolve("predator_prey", "ddn_vdn", overrides=overrides, seed=seed, t_max=150_000)
+    exp = Experiment(cfg, run_dir, progress=False)
     exp.run()
-    _, teacher = metric_series(exp.run_dir, "test/return_mean")
-    _, student = metric_series(exp.run_dir, "test_student/return_mean")
-    assert len(teacher) == len(student) >= 15
+    _, teacher = metric_series(run_dir, "test/return_mean")
+    _, student = metric_series(run_dir, "test_student/return_mean")
+    failed = [] if len(teacher) == len(student) >= 15 else ["missing tests"]
     teacher_last = sum(teacher[-3:]) / 3
-    assert teacher_last >= 6.0, teacher
-    assert teacher_last >= teacher[0] + 5.0, teacher
+    if teacher_last < 6.0:
+        failed.append(f"GGN last {teacher_last:.2f} < 6")
+    if teacher_last < teacher[0] + 5.0:
+        failed.append(f"GGN gain {teacher_last - teacher[0]:.2f} < 5")
     policies = exp.learner.evaluation_policies()
     final = {
         name: evaluate(policies[name], exp.test_env, 2048)["test/return_mean"]
         for name in ("test", "test_student")
     }
-    assert final["test_student"] >= 0.9 * final["test"], final
+    if final["test_student"] < 0.9 * final["test"]:
+        failed.append(f"LPN/GGN {final['test_student'] / final['test']:.3f} < 0.9")
+    return failed
+
+
+def _holds_on(claim, seeds, at_least: int, tmp_path) -> None:
+    failed = {s: claim(s, tmp_path / str(s)) for s in seeds}
+    held = [s for s, f in failed.items() if not f]
+    assert len(held) >= at_least, f"held on seeds {held} of {list(seeds)}: {failed}"
+
+
+# Seeds and k chosen by the rates over seeds 0-9 (docs/training.md, "Success over seeds").
+@pytest.mark.parametrize(("algo", "seeds", "at_least"), [("qmix", (0, 1), 2), ("iql", (0, 1), 2)])
+def test_improves_on_small_predator_prey(algo, seeds, at_least, tmp_path):
+    _holds_on(lambda s, d: improves_on_small_predator_prey(algo, s, d), seeds, at_least, tmp_path)
+
+
+def test_ddn_vdn_learns_and_its_student_follows(tmp_path):
+    _holds_on(ddn_vdn_student_follows, (0, 1), 2, tmp_path)
 
 
 def test_iql_learns_each_agents_marginal_values_and_misses_the_matrix_optimum(tmp_path):
@@ -155,7 +182,7 @@ def test_iql_learns_each_agents_marginal_values_and_misses_the_matrix_optimum(tm
     Q_i(u) is the team payoff averaged over the other agent's uniform action, (8 - 12 -
     12) / 3 = -16/3 for u = 0 and (-12 + 0 + 0) / 3 = -4 for u = 1, 2, so the greedy
     agents avoid the optimum (0, 0) and settle on a joint action worth 0."""
-    exp, summary = _train_matrix("iql", 1000, tmp_path)
+    exp, summary = _train_matrix("iql", 1000, 0, tmp_path)
     batch, _ = Collector(exp.env, torch.device("cpu")).run(exp.learner.acting_network, 0.0)
     with torch.no_grad():
         q = exp.learner.agent.sequence(batch).q[0, 0]  # [N, A] in the single state
@@ -167,19 +194,3 @@ def test_iql_learns_each_agents_marginal_values_and_misses_the_matrix_optimum(tm
     assert (q[:, 1:].max(dim=1).values > q[:, 0]).all()
     assert summary["test/return_mean"] == pytest.approx(0.0)
     assert summary["test/win_rate"] == 0.0
-
-
-def test_iql_improves_on_small_predator_prey(tmp_path):
-    """IQL beside QMIX on the same small Predator-Prey (3 predators, 1 prey, 5x5, no
-    miscapture penalty): independent learners on the team reward learn to catch too,
-    more slowly than QMIX. Measured over 40k steps (64 test episodes, first test ->
-    mean of the last three): seeds 0, 1, 2 -> 1.88 -> 4.90, 0.00 -> 2.76, 0.00 -> 3.55."""
-    overrides = _small_predator_prey(3, 5, 25, test_interval=5000, test_nepisode=64)
-    cfg = resolve("predator_prey", "iql", overrides=overrides, seed=0, t_max=40_000)
-    exp = Experiment(cfg, tmp_path / "run", progress=False)
-    exp.run()
-    _, returns = metric_series(exp.run_dir, "test/return_mean")
-    assert len(returns) >= 8
-    first, last = returns[0], sum(returns[-3:]) / 3
-    assert last >= 2.5, returns
-    assert last >= first + 2.0, returns

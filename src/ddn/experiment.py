@@ -50,7 +50,7 @@ from ddn.envs import VecEnv, get_entry, make
 from ddn.envs.workers import WorkerError
 from ddn.evaluate import policy_name, run_episodes
 from ddn.learners import DDNLearner, VDLearner
-from ddn.logging import RunLogger, read_metrics
+from ddn.logging import RunLogger, json_value, read_metrics
 from ddn.provenance import record_start
 from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
 from ddn.threads import apply_threads
@@ -617,5 +617,6 @@ def _mean(values: list[float]) -> float:
 
 def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    clean = {k: json_value(v) for k, v in data.items()}
+    tmp.write_text(json.dumps(clean, indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)

@@ -113,7 +113,7 @@ class RunLogger:
         self._episodes = self.episodes_path.open("a", buffering=1)
 
     def log(self, t_env: int, metrics: dict[str, float], **extra: Any) -> None:
-        event = {"t_env": t_env, **extra, **{k: _clean(v) for k, v in metrics.items()}}
+        event = {"t_env": t_env, **extra, **{k: json_value(v) for k, v in metrics.items()}}
         self._file.write(json.dumps(event) + "\n")
         for tracker in self._trackers:
             tracker.log(t_env, metrics)
@@ -130,7 +130,9 @@ class RunLogger:
             tracker.close()
 
 
-def _clean(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """``value`` as strict JSON can hold it: NaN and inf (an undefined transfer rate, a
+    diverged loss) become null, which every JSON reader accepts."""
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN/inf
     return value
