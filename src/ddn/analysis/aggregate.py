@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ddn.analysis.curves import RunRecord, algo_label, output_paths, variant_labels
+from ddn.analysis.curves import RunRecord, algo_label, save_figure, variant_labels
 from ddn.config import ConfigError, base_algo, is_ddn
 from ddn.logging import EPISODES_FILE, read_metrics
 
@@ -437,10 +437,4 @@ def plot_aggregate(
         raise ConfigError(f"unknown plot kind {kind!r}")
     fig.suptitle(title or default_title, fontsize=11)
     fig.tight_layout()
-    written = []
-    for path in output_paths(out):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-        written.append(path)
-    plt.close(fig)
-    return written, scores
+    return save_figure(fig, out), scores

@@ -346,6 +346,19 @@ def output_paths(out: str | Path) -> list[Path]:
     return [stem.with_suffix(".png"), stem.with_suffix(".svg")]
 
 
+def save_figure(fig, out: str | Path) -> list[Path]:
+    """Write ``fig`` as PNG and SVG (``output_paths``), close it; the paths written."""
+    import matplotlib.pyplot as plt
+
+    written = []
+    for path in output_paths(out):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+        written.append(path)
+    plt.close(fig)
+    return written
+
+
 def plot_curves(
     runs: Sequence[RunRecord],
     out: str | Path,
@@ -413,13 +426,7 @@ def plot_curves(
     )  # fmt: skip
     legend_rows = math.ceil(len(handles) / legend_cols)
     fig.tight_layout(rect=(0, 0.05 + 0.035 * legend_rows, 1, 1))
-    written = []
-    for path in output_paths(out):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-        written.append(path)
-    plt.close(fig)
-    return written, metric, panels
+    return save_figure(fig, out), metric, panels
 
 
 def _metric_label(metric: str) -> str:
