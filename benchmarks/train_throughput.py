@@ -83,15 +83,24 @@ def measure(algo: str, iterations: int, tmp: Path) -> dict:
     while not exp.buffer.can_sample(cfg.batch_size):
         exp.iteration()
     exp.iteration()  # first update (allocations, warm-up)
-    t_env0, t0 = exp.t_env, time.perf_counter()
+    t_env0, t0, cpu0 = exp.t_env, time.perf_counter(), time.process_time()
     for _ in range(iterations):
         exp.iteration()
     steps_per_s = (exp.t_env - t_env0) / (time.perf_counter() - t0)
+    # Per second of this process's CPU time: what other processes on a shared machine
+    # take from it does not count (compare_commits.py reports both).
+    steps_per_cpu_s = (exp.t_env - t_env0) / (time.process_time() - cpu0)
     t2 = time.perf_counter()
     for _ in range(3):
         exp.collector.run(exp.learner.acting_network, 0.5)
     rollout_s = (time.perf_counter() - t2) / 3
-    return {"algo": algo, "exp": exp, "env_steps_per_s": steps_per_s, "rollout_s_8x200": rollout_s}
+    return {
+        "algo": algo,
+        "exp": exp,
+        "env_steps_per_s": steps_per_s,
+        "env_steps_per_cpu_s": steps_per_cpu_s,
+        "rollout_s_8x200": rollout_s,
+    }
 
 
 def time_updates(results: list[dict], rounds: int) -> None:
@@ -151,7 +160,7 @@ def main() -> None:
           f"loop would run {bound:,.0f} env steps/s.")  # fmt: skip
     print(f"Peak RSS of this process: {peak_mb:,.0f} MB")
     if args.json:
-        keep = ("algo", "env_steps_per_s", "update_s", "rollout_s_8x200")
+        keep = ("algo", "env_steps_per_s", "env_steps_per_cpu_s", "update_s", "rollout_s_8x200")
         args.json.write_text(json.dumps({
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "results": [{k: r[k] for k in keep} for r in results],
