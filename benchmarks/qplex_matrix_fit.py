@@ -17,7 +17,7 @@ import argparse
 import torch
 from torch.nn import functional as F
 
-from ddn.envs.matrix import NON_MONOTONIC
+from ddn.envs.native.matrix import NON_MONOTONIC
 from ddn.nets.mixers import MixContext, QPLEXMixer
 
 

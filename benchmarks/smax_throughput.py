@@ -41,8 +41,7 @@ from typing import Any
 import torch
 
 import ddn
-from ddn.envs import smax as smax_mod
-from ddn.envs.smax import DEFAULT_EPISODE_LIMIT
+from ddn.envs.smax import DEFAULT_EPISODE_LIMIT, compiled
 
 
 def random_available(avail: torch.Tensor) -> torch.Tensor:
@@ -61,7 +60,7 @@ def raw_runner(
     import jax
     import jax.numpy as jnp
 
-    smax_mod._import_jax()  # imports jaxmarl with its banner silenced
+    compiled._import_jax()  # imports jaxmarl with its banner silenced
     from jaxmarl import make
     from jaxmarl.environments.smax import map_name_to_scenario
 

@@ -2,7 +2,7 @@
 
 ``shared/spec/predator-prey.md`` gives the rules. This file uses only Python ints, floats
 and lists, one environment at a time, so that it reads like the rules themselves. It
-consumes exactly the random draws the vectorized ``ddn.envs.predator_prey.PredatorPrey``
+consumes exactly the random draws the vectorized ``ddn.envs.native.predator_prey.PredatorPrey``
 makes (``ResetNoise`` / ``StepNoise``), which lets the tests compare the two step for step.
 
 Positions are ``(row, col)`` tuples, row 0 at the top; a frozen predator or a captured

@@ -12,7 +12,9 @@ import torch
 
 from ddn.cli import main
 from ddn.envs import make
-from ddn.envs.workers import EnvError, MultiAgentEnvVec, is_game_failure
+from ddn.envs.adapters.pool import MultiAgentEnvVec
+from ddn.envs.adapters.worker import is_game_failure
+from ddn.envs.errors import EnvError
 from ddn.evaluate import evaluate
 from ddn.nets.agent import AgentQNetwork
 from ddn.rollout import Collector

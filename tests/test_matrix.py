@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ddn.envs import make
-from ddn.envs.matrix import NON_MONOTONIC
+from ddn.envs.native.matrix import NON_MONOTONIC
 
 DEFAULT = [[8.0, -12.0, -12.0], [-12.0, 0.0, 0.0], [-12.0, 0.0, 0.0]]
 

@@ -16,7 +16,7 @@ import torch
 pettingzoo = pytest.importorskip("pettingzoo")
 
 from ddn.envs import make  # noqa: E402
-from ddn.envs.pettingzoo import PettingZooEnv  # noqa: E402,F401  (registers "pettingzoo")
+from ddn.envs.adapters.pettingzoo import PettingZooEnv  # noqa: E402,F401  (registers "pettingzoo")
 
 SPREAD = "mpe2:simple_spread_v3"
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from ddn.envs import make
-from ddn.envs.predator_prey import (
+from ddn.envs.native.predator_prey import (
     EMPTY,
     PREDATOR,
     PREY,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import ddn.envs.smac as smac_mod
+import ddn.envs.adapters.smac as smac_mod
 from ddn import config as config_mod
 from ddn.cli import main
 from ddn.config import resolve

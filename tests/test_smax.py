@@ -16,10 +16,11 @@ import pytest
 import torch
 
 import ddn
-from ddn.envs import smax as smax_mod
+from ddn.envs.smax import INSTALL_HINT
+from ddn.envs.smax import env as smax_mod
 
 HAS_JAXMARL = importlib.util.find_spec("jaxmarl") is not None
-requires_jaxmarl = pytest.mark.skipif(not HAS_JAXMARL, reason=smax_mod.INSTALL_HINT)
+requires_jaxmarl = pytest.mark.skipif(not HAS_JAXMARL, reason=INSTALL_HINT)
 
 B = 6
 
@@ -78,10 +79,10 @@ def test_unknown_map_lists_valid_maps() -> None:
 
 def test_map_list_matches_jaxmarl() -> None:
     if not HAS_JAXMARL:
-        pytest.skip(smax_mod.INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
     from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
 
-    from ddn.envs.smax_units import UNITS_MAPS
+    from ddn.envs.smax.units import UNITS_MAPS
 
     # JaxMARL's maps, then ddn's own (medivacs, the spine crawler: tests/test_smax_units.py).
     assert not set(UNITS_MAPS) & set(MAP_NAME_TO_SCENARIO)

@@ -1,4 +1,4 @@
-"""SMAX's engine extended with medivacs and the spine crawler (``ddn.envs.smax_units``).
+"""SMAX's engine extended with medivacs and the spine crawler (``ddn.envs.smax``).
 
 Most tests drive the engine directly on a small "lab" scenario that holds every new
 rule at once (allies: medivac, marine, marauder, medivac; enemies: marine, marauder,
@@ -19,11 +19,10 @@ import pytest
 import torch
 
 import ddn
-from ddn.envs import smax as smax_mod
+from ddn.envs.smax import INSTALL_HINT
+from ddn.envs.smax import env as smax_mod
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("jaxmarl") is None, reason=smax_mod.INSTALL_HINT
-)
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("jaxmarl") is None, reason=INSTALL_HINT)
 
 STOP = 4
 DT = 1.0 / 16  # SMAX's world step; 8 of them per env step
@@ -56,13 +55,14 @@ class Lab:
     first places, not at the map's layout)."""
 
     def __init__(self, map_name: str | None = None) -> None:
-        from ddn.envs import smax as smax_env
+        from ddn.envs.smax import compiled
 
-        smax_env._import_jax()
+        compiled._import_jax()
         import jax
         import jax.numpy as jnp
 
-        from ddn.envs import smax_units as su
+        from ddn.envs.smax import enemy
+        from ddn.envs.smax import units as su
 
         self.jax, self.jnp, self.su = jax, jnp, su
         lab = su.UnitsMap(
@@ -72,7 +72,7 @@ class Lab:
         )
         if map_name is not None:
             lab = dataclasses.replace(su.UNITS_MAPS[map_name], positions=None)
-        self.wrapper = su.UnitsHeuristicEnemySMAX(
+        self.wrapper = enemy.UnitsHeuristicEnemySMAX(
             scenario=lab.scenario(), max_steps=100, num_unit_types=su.NUM_UNIT_TYPES
         )
         self.engine = self.wrapper._env
@@ -160,7 +160,7 @@ def test_smax_units_keep_jaxmarls_numbers_and_new_ones_are_the_specs(lab: Lab) -
     # Shields: the stalker's top 80 of 160 on the new maps' table, none on SMAX's own.
     stalker = 2
     assert float(np.asarray(eight["unit_type_health"])[stalker]) == 160.0
-    assert su._SHIELD[stalker] == 80.0 and sum(su._SHIELD) == 80.0
+    assert su.SHIELD[stalker] == 80.0 and sum(su.SHIELD) == 80.0
     assert (su.SHIELD_REGEN, su.SHIELD_DELAY) == (2.0, 10.0)
 
 
@@ -558,7 +558,7 @@ def test_old_maps_match_raw_jaxmarl_with_the_extension_active(
     arithmetic exactly."""
     from test_smax import RawSMAX, _assert_same, _torch, random_available
 
-    from ddn.envs.smax_units import UnitsSMAX
+    from ddn.envs.smax.engine import UnitsSMAX
 
     if all_rules:
         monkeypatch.setattr(UnitsSMAX, "skip_unused_rules", False)

@@ -1,4 +1,4 @@
-"""The process-worker adapter (``ddn.envs.workers``) and ``--env smac``, against a fake SC2.
+"""The process-worker adapter (``ddn.envs.adapters``) and ``--env smac``, against a fake SC2.
 
 StarCraft II cannot run here: ``tests/fake_sc2.py`` has ``StarCraft2Env``'s exact
 PyMARL interface with deterministic dynamics and injectable crashes and hangs.
@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-import ddn.envs.smac as smac_mod
+import ddn.envs.adapters.smac as smac_mod
 from ddn.envs import make
-from ddn.envs.smax import MissingExtraError
-from ddn.envs.workers import ImportFactory, MultiAgentEnvVec, WorkerError
+from ddn.envs.adapters.factories import ImportFactory
+from ddn.envs.adapters.pool import MultiAgentEnvVec
+from ddn.envs.errors import MissingExtraError, WorkerError
 
 sys.path.insert(0, str(Path(__file__).parent))  # fake_sc2, here and (via sys.path) in workers
 import fake_sc2

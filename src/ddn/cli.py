@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ddn.checkpoint import CheckpointError
 from ddn.config import ALGORITHMS, ConfigError
-from ddn.envs.workers import EnvError
+from ddn.envs.errors import EnvError
 from ddn.logging import MetricsError
 
 
@@ -191,7 +191,7 @@ def _options(args: argparse.Namespace, metric: str | None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ddn.envs.workers import WorkerError
+    from ddn.envs.errors import WorkerError
     from ddn.experiment import Aborted, TrainingError, first_line
 
     args = _parser().parse_args(argv)

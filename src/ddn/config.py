@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import os
 import re
 import types
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from ddn.suggest import suggest
 
 # IQL first: the no-mixer baseline every value-decomposition method is measured against.
 BASE_ALGORITHMS = ("iql", "vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran")
@@ -176,11 +177,6 @@ _NON_NEGATIVE = (
 MAX_SEED = 2**62
 
 
-def _suggest(word: str, options: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 def _check_type(key: str, value: Any, hint: Any) -> Any:
     """Return ``value`` coerced where lossless (int -> float), else raise ConfigError."""
     origin = typing.get_origin(hint)
@@ -238,7 +234,7 @@ def from_dict(values: dict[str, Any]) -> Config:
     for key, value in values.items():
         if key not in _FIELDS:
             raise ConfigError(
-                f"unknown config key {key!r}.{_suggest(key, _FIELDS)} "
+                f"unknown config key {key!r}.{suggest(key, _FIELDS)} "
                 f"Valid keys: {', '.join(sorted(_FIELDS))}"
             )
         kwargs[key] = _check_type(key, value, _HINTS[key])
@@ -268,7 +264,7 @@ def from_dict(values: dict[str, Any]) -> Config:
     for name in cfg.loggers:
         if name not in LOGGERS:
             raise ConfigError(
-                f"unknown logger {name!r} in loggers.{_suggest(name, LOGGERS)} "
+                f"unknown logger {name!r} in loggers.{suggest(name, LOGGERS)} "
                 f"Valid: {', '.join(LOGGERS)} (e.g. --set loggers=[tensorboard,wandb])"
             )
     if len(set(cfg.loggers)) != len(cfg.loggers):
@@ -276,7 +272,7 @@ def from_dict(values: dict[str, Any]) -> Config:
     _check_env(cfg)
     if cfg.algo not in ALGORITHMS:
         raise ConfigError(
-            f"unknown algorithm {cfg.algo!r}.{_suggest(cfg.algo, ALGORITHMS)} "
+            f"unknown algorithm {cfg.algo!r}.{suggest(cfg.algo, ALGORITHMS)} "
             f"Valid algorithms: {', '.join(ALGORITHMS)}"
         )
     return cfg
@@ -311,7 +307,7 @@ def _check_env(cfg: Config) -> None:
         if key not in valid:
             raise ConfigError(
                 f"unknown environment parameter env.{key} for {cfg.env_name!r}."
-                f"{_suggest(key, valid)} Valid: "
+                f"{suggest(key, valid)} Valid: "
                 + ", ".join(f"env.{k} (default {v!r})" for k, v in valid.items())
             )
 

@@ -47,7 +47,7 @@ from ddn.checkpoint import (
 )
 from ddn.config import Config, ConfigError, differing_keys, is_ddn
 from ddn.envs import VecEnv, get_entry, make
-from ddn.envs.workers import WorkerError
+from ddn.envs.errors import WorkerError
 from ddn.evaluate import policy_name, run_episodes
 from ddn.learners import DDNLearner, VDLearner
 from ddn.logging import RunLogger, json_value, read_metrics

@@ -1,7 +1,7 @@
 """A SMAX battle as an animated GIF: units, teams, health, and the outcome.
 
 Reads the unit positions, health, types and teams from the JaxMARL state that
-``ddn.envs.smax.SMAX`` carries (battle 0), one frame per step. Needs the ``smax`` extra.
+``ddn.envs.smax.env.SMAX`` carries (battle 0), one frame per step. Needs the ``smax`` extra.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 
 from ddn.envs.base import VecEnv
+from ddn.suggest import suggest
 
 _PROTOCOL_ARGS = ("num_envs", "seed", "device")
 
@@ -50,16 +50,11 @@ def register(name: str, description: str) -> Callable[[Callable[..., VecEnv]], C
     return deco
 
 
-def _suggest(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 def get_entry(name: str) -> EnvEntry:
     if name not in _REGISTRY:
         valid = sorted(_REGISTRY)
         raise ValueError(
-            f"unknown environment {name!r}.{_suggest(name, valid)} Valid environments: "
+            f"unknown environment {name!r}.{suggest(name, valid)} Valid environments: "
             f"{', '.join(valid)} (see `ddn list`)"
         )
     return _REGISTRY[name]
@@ -83,7 +78,7 @@ def make(
     if unknown:
         k = unknown[0]
         raise ValueError(
-            f"unknown parameter {k!r} for environment {name!r}.{_suggest(k, list(valid))} "
+            f"unknown parameter {k!r} for environment {name!r}.{suggest(k, list(valid))} "
             f"Valid parameters: {', '.join(f'{p}={d!r}' for p, d in valid.items())}"
         )
     return entry.constructor(num_envs=num_envs, seed=seed, device=device, **params)

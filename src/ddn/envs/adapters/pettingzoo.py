@@ -2,7 +2,7 @@
 
 ``--env pettingzoo --set env.env_fn=mpe2:simple_spread_v3`` runs ``B`` copies. Each copy
 is wrapped as a PyMARL ``MultiAgentEnv`` (:class:`PettingZooMultiAgentEnv`) and the
-copies run through :class:`~ddn.envs.workers.MultiAgentEnvVec`: in this process by
+copies run through :class:`~ddn.envs.adapters.pool.MultiAgentEnvVec`: in this process by
 default (cheap environments such as MPE would spend more on pipes than on stepping), in
 worker processes with ``processes=True`` (slow or fragile ones: crash/hang recovery).
 
@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ddn.envs.adapters.factories import resolve_target
+from ddn.envs.adapters.pool import MultiAgentEnvVec
 from ddn.envs.registry import check_int, register
-from ddn.envs.workers import MultiAgentEnvVec, resolve_target
 
 _REDUCE = ("sum", "mean")
 

@@ -1,7 +1,7 @@
 """SMAC, the real StarCraft II micromanagement benchmark, as a ddn :class:`VecEnv`.
 
 ``--env smac --map NAME`` runs ``B`` copies of ``smac.env.StarCraft2Env`` (oxwhirl's
-SMAC, the paper's benchmark) through :class:`~ddn.envs.workers.MultiAgentEnvVec`: one
+SMAC, the paper's benchmark) through :class:`~ddn.envs.adapters.pool.MultiAgentEnvVec`: one
 worker process per game, stepped in lock-step, a crashed or hung game killed and
 restarted and its episode dropped (``env.restarts`` / ``env.dropped_episodes``).
 
@@ -22,9 +22,11 @@ from typing import Any
 
 import torch
 
-from ddn.envs.registry import _suggest, check_float, check_int, register
-from ddn.envs.smax import MissingExtraError
-from ddn.envs.workers import ImportFactory, MultiAgentEnvVec
+from ddn.envs.adapters.factories import ImportFactory
+from ddn.envs.adapters.pool import MultiAgentEnvVec
+from ddn.envs.errors import MissingExtraError
+from ddn.envs.registry import check_float, check_int, register
+from ddn.suggest import suggest
 
 #: What the workers build; a module attribute so tests can point it at a fake.
 SMAC_TARGET = "smac.env:StarCraft2Env"
@@ -66,7 +68,7 @@ def _preflight(map_name: str) -> None:
         return
     if map_name not in registry:
         raise ValueError(
-            f"unknown SMAC map {map_name!r}.{_suggest(map_name, registry)} "
+            f"unknown SMAC map {map_name!r}.{suggest(map_name, registry)} "
             f"Valid maps: {', '.join(sorted(registry))}"
         )
 

@@ -4,7 +4,7 @@ Rules: ``shared/spec/predator-prey.md`` (summarised in ``docs/environments.md``)
 All ``B`` environments advance together in one compiled call per step: the sequential
 sub-steps the rules define (predators move one at a time in a random order, then prey
 are resolved one at a time in a random order) are plain loops compiled with numba, in
-``ddn.envs._predator_prey_kernel``. State lives in numpy arrays shared zero-copy with
+``ddn.envs.native.predator_prey_kernel``. State lives in numpy arrays shared zero-copy with
 torch tensors (``env.grid``, ``env.predator_cell``, ...), so both views stay in sync.
 
 Randomness comes from the env's own :class:`KernelGenerator` through two seams,
@@ -25,8 +25,9 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from ddn.envs import _predator_prey_kernel as kernel
-from ddn.envs._predator_prey_kernel import (
+from ddn.envs.base import EnvOutput, EnvSpec, VecEnv
+from ddn.envs.native import predator_prey_kernel as kernel
+from ddn.envs.native.predator_prey_kernel import (
     CATCH,
     DOWN,
     EMPTY,
@@ -39,7 +40,6 @@ from ddn.envs._predator_prey_kernel import (
     STAY,
     UP,
 )
-from ddn.envs.base import EnvOutput, EnvSpec, VecEnv
 from ddn.envs.registry import check_float, check_int, register
 
 __all__ = [

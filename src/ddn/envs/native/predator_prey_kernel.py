@@ -1,4 +1,4 @@
-"""Numba kernels of :class:`ddn.envs.predator_prey.PredatorPrey` and its random stream.
+"""Numba kernels of :class:`ddn.envs.native.predator_prey.PredatorPrey` and its random stream.
 
 Why numba: the rules are sequential (predators move one at a time, then prey are resolved
 one at a time), so an eager-torch step is a few hundred tiny ops, and torch's per-op

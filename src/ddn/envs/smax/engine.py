@@ -1,4 +1,4 @@
-"""SMAX's engine with two more unit types (medivac, spine crawler) and the maps that need them.
+"""SMAX's engine with two more unit types (medivac, spine crawler).
 
 JaxMARL's SMAX has no healer and no static building, so SMAC's ``MMM2`` and ``2s_vs_1sc``
 cannot be built from its constructor arrays alone. This module subclasses JaxMARL's
@@ -23,154 +23,46 @@ what the new units change:
 
 Every rule is written for arbitrary unit tables, and with SMAX's own six unit types
 (no healer, no flyer, no immobile unit) each override reduces *exactly* to JaxMARL's
-arithmetic: ``ddn.envs.smax`` runs every map, old and new, on this engine, and
+arithmetic: ``ddn.envs.smax.env`` runs every map, old and new, on this engine, and
 ``tests/test_smax.py`` / ``tests/test_smax_units.py`` check the old maps bit for bit
 against raw JaxMARL. Old maps keep SMAX's six-type tables (their one-hot type features
 and SMACv2's random unit types would otherwise change); only maps with a medivac or a
-spine crawler get the eight-type tables.
+spine crawler get the eight-type tables. The unit numbers and the maps are in
+:mod:`ddn.envs.smax.units`, the scripted enemy that knows the new units in
+:mod:`ddn.envs.smax.enemy`.
 
-Import only after :func:`ddn.envs.smax._import_jax` (it imports jax and jaxmarl at import
+Import only after :func:`ddn.envs.smax.compiled._import_jax` (it imports jax and jaxmarl at import
 time and jaxmarl prints a banner that module silences).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax.struct import dataclass as struct_dataclass
-from jaxmarl.environments.smax.heuristic_enemy import create_heuristic_policy
-from jaxmarl.environments.smax.heuristic_enemy_smax_env import HeuristicEnemySMAX
-from jaxmarl.environments.smax.smax_env import SMAX, Scenario, State, map_name_to_scenario
+from jaxmarl.environments.smax.smax_env import SMAX, State
 
-# ----------------------------------------------------------------------------- unit table
-# Indices into the unit tables; 0-5 are SMAX's own types (marine, marauder, stalker,
-# zealot, zergling, hydralisk), 6 and 7 are new. docs/smax.md sources every number.
-MEDIVAC = 6
-SPINE_CRAWLER = 7
-NUM_SMAX_TYPES = 6
-NUM_UNIT_TYPES = 8
-
-#: ``name: (SMAX's 6 values, medivac, spine crawler)``. The first six entries are
-#: JaxMARL's constructor defaults, unchanged (a test compares them).
-_TABLE: dict[str, tuple[Any, ...]] = {
-    "unit_type_names": (
-        "marine",
-        "marauder",
-        "stalker",
-        "zealot",
-        "zergling",
-        "hydralisk",
-        "medivac",
-        "spine_crawler",
-    ),
-    "unit_type_shorthands": ("m", "M", "s", "Z", "z", "h", "v", "c"),
-    # Speeds in game units per second at "faster" speed; the crawler does not move.
-    "unit_type_velocities": (3.15, 2.25, 4.13, 3.15, 4.13, 3.15, 3.5, 0.0),
-    # The medivac deals no damage (it heals, see HEAL_RATE); the crawler's 25 is its base
-    # damage: SMAX models no bonus damage and no armour (its marauder and stalker omit
-    # theirs too).
-    "unit_type_attacks": (9.0, 10.0, 13.0, 8.0, 5.0, 12.0, 0.0, 25.0),
-    # For the medivac this is its heal range.
-    "unit_type_attack_ranges": (5.0, 6.0, 6.0, 2.0, 2.0, 5.0, 4.0, 7.0),
-    "unit_type_sight_ranges": (9.0, 10.0, 10.0, 9.0, 8.0, 9.0, 11.0, 11.0),
-    # Collision radii (the crawler's 2x2 footprint: game data 1.125).
-    "unit_type_radiuses": (0.375, 0.5625, 0.625, 0.5, 0.375, 0.625, 0.75, 1.125),
-    "unit_type_health": (45.0, 125.0, 160.0, 150.0, 35.0, 80.0, 150.0, 300.0),
-    # Observations divide by the cooldown, so the medivac, which never fires, gets a
-    # harmless 1.0 rather than 0 (its cooldown feature then reads 0 all game). The
-    # crawler's 1.85 s is its normal-speed cooldown (1.32 s at "faster"): SMAX's stalker,
-    # the crawler's only opponent, has its normal-speed 1.87 s (1.34 s at "faster"), and
-    # only the matching unit keeps the game's crawler-vs-stalker timing (docs/smax.md).
-    "unit_type_weapon_cooldowns": (0.61, 1.07, 1.87, 0.86, 0.5, 0.59, 1.0, 1.85),
-}
-
-#: Per-type abilities (same order). ``flying``: only units with ``hits_air`` can shoot
-#: it and it does not collide with ground units. ``healable``: a biological ground unit,
-#: what a medivac can heal (the zealot is biological in SC2; the stalker is not, nor is
-#: a building). ``immobile``: never moves, never pushed.
-_FLAGS: dict[str, tuple[bool, ...]] = {
-    "flying": (False, False, False, False, False, False, True, False),
-    "hits_air": (True, False, True, False, False, True, False, False),
-    "healable": (True, True, False, True, True, True, False, False),
-    "immobile": (False, False, False, False, False, False, False, True),
-}
-#: HP healed per second (the medivac's 12.6 at "faster" speed = 9 HP/s at normal speed).
-_HEAL_RATE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 12.6, 0.0)
-#: Health regenerated per second (a zerg building on creep: the spine crawler).
-_HEALTH_REGEN = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.38)
-#: Plasma shields: the part of a unit's health that regenerates out of combat. SMAX's
-#: stalker folds its 80 HP + 80 shields into 160 health that never regenerates, and its
-#: own maps keep it so (they must not change); on the eight-type table (MMM2 and
-#: 2s_vs_1sc, where only 2s_vs_1sc has a protoss unit) the top 80 of the stalker's 160 is
-#: shield. SC2: shields take damage first and regenerate at 2 per second once the unit
-#: has taken no damage for 10 s (normal speed, the time base of the stalker's and the
-#: crawler's cooldowns here; docs/smax.md).
-_SHIELD = (0.0, 0.0, 80.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-SHIELD_REGEN = 2.0  #: shield points per second once regenerating
-SHIELD_DELAY = 10.0  #: seconds without damage before shields regenerate
-#: Energy at the start of a battle and its maximum (only the medivac has energy).
-_START_ENERGY = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 50.0, 0.0)
-_MAX_ENERGY = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 200.0, 0.0)
-
-HP_PER_ENERGY = 3.0  #: a medivac spends 1 energy per 3 HP healed
-ENERGY_REGEN = 0.7875  #: energy per second ("faster" speed; 0.5625 at normal speed)
-MIN_START_ENERGY = 5.0  #: energy needed to start healing a new target
+from ddn.envs.smax.units import (
+    ENERGY_REGEN,
+    FLAGS,
+    HEAL_RATE,
+    HEALTH_REGEN,
+    HP_PER_ENERGY,
+    MAX_ENERGY,
+    MIN_START_ENERGY,
+    NUM_UNIT_TYPES,
+    SHIELD,
+    SHIELD_DELAY,
+    SHIELD_REGEN,
+    START_ENERGY,
+    UnitsMap,
+    unit_tables,
+)
 
 
-def unit_tables(num_types: int = NUM_UNIT_TYPES) -> dict[str, Any]:
-    """The first ``num_types`` entries of the unit table, as JaxMARL ``SMAX`` kwargs."""
-    if num_types not in (NUM_SMAX_TYPES, NUM_UNIT_TYPES):
-        raise ValueError(f"num_types must be {NUM_SMAX_TYPES} or {NUM_UNIT_TYPES}")
-    out: dict[str, Any] = {}
-    for name, values in _TABLE.items():
-        vals = values[:num_types]
-        out[name] = list(vals) if isinstance(vals[0], str) else jnp.array(vals)
-    return out
-
-
-# ----------------------------------------------------------------------------- scenarios
-@dataclasses.dataclass(frozen=True)
-class UnitsMap:
-    """A scenario on the extended engine: unit types, SMAC's episode limit, start layout.
-
-    ``positions`` (one ``(x, y)`` per unit, allies first) fixes the start layout, with
-    uniform noise of ``+-position_noise`` on mobile units; ``None`` keeps SMAX's default
-    (the two teams around (8, 16) and (24, 16), +-2).
-    """
-
-    ally_types: tuple[int, ...]
-    enemy_types: tuple[int, ...]
-    episode_limit: int
-    positions: tuple[tuple[float, float], ...] | None = None
-    position_noise: float = 0.0
-
-    def scenario(self) -> Scenario:
-        types = jnp.array(self.ally_types + self.enemy_types, dtype=jnp.uint8)
-        return Scenario(types, len(self.ally_types), len(self.enemy_types), False, False)
-
-
-_M, _MD, _S, _V, _SC = 0, 1, 2, MEDIVAC, SPINE_CRAWLER  # marine, marauder, stalker, ...
-
-#: The maps SMAX lacks. Unit order follows SMAC: its allies are sorted by unit type
-#: (MMM maps: marauders, marines, the medivac last), and the enemies use the same order.
-UNITS_MAPS: dict[str, UnitsMap] = {
-    # SMAC's MMM2 map file (and SMAClite's): 3 enemy marauders; the paper's Table 1 prints 2.
-    "MMM2": UnitsMap((_MD,) * 2 + (_M,) * 7 + (_V,), (_MD,) * 3 + (_M,) * 8 + (_V,), 180),
-    # SMAClite's layout of SMAC's map: the crawler north, the stalkers about 10 away, just
-    # outside their sight range of 10.
-    "2s_vs_1sc": UnitsMap(
-        (_S, _S), (_SC,), 300,
-        positions=((11.12, 10.34), (16.98, 10.37), (13.92, 20.04)),
-        position_noise=1.0,
-    ),
-}  # fmt: skip
-
-
-# ----------------------------------------------------------------------------- engine
 @struct_dataclass
 class UnitsState(State):
     """SMAX's state plus what the new units need."""
@@ -193,7 +85,7 @@ class UnitsSMAX(SMAX):
     sidesteps SMAX's enemy action space, which has one attack slot per opposing unit:
     MMM2's enemy medivac would need 11 heal slots and has 10.
 
-    Healing: 12.6 HP/s (``_HEAL_RATE``), 1 energy per ``HP_PER_ENERGY`` HP, energy regenerates
+    Healing: 12.6 HP/s (``HEAL_RATE``), 1 energy per ``HP_PER_ENERGY`` HP, energy regenerates
     ``ENERGY_REGEN``/s up to the type's maximum; starting on a target other than the one
     healed in the previous world step needs ``MIN_START_ENERGY``; a target must be alive,
     healable (biological ground unit), not the healer, damaged, and within the healer's
@@ -220,19 +112,19 @@ class UnitsSMAX(SMAX):
         super().__init__(**unit_tables(num_unit_types), **kwargs)
         n = num_unit_types
         self.layout = layout
-        self.unit_type_flying = jnp.array(_FLAGS["flying"][:n])
-        self.unit_type_hits_air = jnp.array(_FLAGS["hits_air"][:n])
-        self.unit_type_healable = jnp.array(_FLAGS["healable"][:n])
-        self.unit_type_immobile = jnp.array(_FLAGS["immobile"][:n])
-        self.unit_type_heal_rates = jnp.array(_HEAL_RATE[:n])
-        self.unit_type_health_regen = jnp.array(_HEALTH_REGEN[:n])
-        self.unit_type_start_energy = jnp.array(_START_ENERGY[:n])
-        self.unit_type_max_energy = jnp.array(_MAX_ENERGY[:n])
+        self.unit_type_flying = jnp.array(FLAGS["flying"][:n])
+        self.unit_type_hits_air = jnp.array(FLAGS["hits_air"][:n])
+        self.unit_type_healable = jnp.array(FLAGS["healable"][:n])
+        self.unit_type_immobile = jnp.array(FLAGS["immobile"][:n])
+        self.unit_type_heal_rates = jnp.array(HEAL_RATE[:n])
+        self.unit_type_health_regen = jnp.array(HEALTH_REGEN[:n])
+        self.unit_type_start_energy = jnp.array(START_ENERGY[:n])
+        self.unit_type_max_energy = jnp.array(MAX_ENERGY[:n])
         # SMAX's own maps (six-type table) keep its shieldless stalker.
-        shields = _SHIELD[:n] if n == NUM_UNIT_TYPES else (0.0,) * n
+        shields = SHIELD[:n] if n == NUM_UNIT_TYPES else (0.0,) * n
         self.unit_type_shields = jnp.array(shields)
-        special = any(_FLAGS["flying"][:n] + _FLAGS["immobile"][:n]) or any(_HEAL_RATE[:n])
-        special = special or any(_HEALTH_REGEN[:n]) or any(shields)
+        special = any(FLAGS["flying"][:n] + FLAGS["immobile"][:n]) or any(HEAL_RATE[:n])
+        special = special or any(HEALTH_REGEN[:n]) or any(shields)
         #: Python-level: whether the new rules run (see :attr:`skip_unused_rules`).
         self.extended = special or not self.skip_unused_rules
 
@@ -512,109 +404,3 @@ class UnitsSMAX(SMAX):
             & in_range
             & (who[:, None] != ally[None, :])
         )
-
-
-# ----------------------------------------------------------------------------- enemy
-def units_heuristic_policy(
-    env: UnitsSMAX, base: Callable[..., Any], team: int = 1
-) -> Callable[..., Any]:
-    """JaxMARL's heuristic (``base``) made aware of flying units and medivacs.
-
-    A ground-only unit gets an observation with the flying opponents blanked (health 0
-    reads as "not visible" to the heuristic), so it neither targets nor chases what it
-    cannot hit; with no flying unit on the map the observation is unchanged and so are
-    the actions. A medivac heals (stops; the engine autocasts on the most damaged
-    teammate in range) when a damaged healable teammate is in range, else flies to the
-    most damaged one it sees, else follows the centre of its healable teammates.
-    """
-    f, t_bits = len(env.unit_features), env.unit_type_bits
-    team_size = env.num_allies if team == 0 else env.num_enemies
-    n_others = env.num_agents - 1
-    own_at = n_others * f
-    directions = jnp.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0], [-1.0, 0.0]])  # actions 0-3
-    stop = env.num_movement_actions - 1
-
-    if not env.extended:  # nothing flies, nobody heals: JaxMARL's heuristic as it is
-        return base
-
-    def policy(key: jax.Array, policy_state: Any, obs: jax.Array) -> tuple[jax.Array, Any]:
-        own_type = jnp.argmax(obs[-t_bits:])
-        units = obs[:own_at].reshape(n_others, f)
-        unit_types = jnp.argmax(units[:, 7 : 7 + t_bits], axis=1)
-        visible = units[:, 0] > 0
-        opponent = jnp.arange(n_others) >= team_size - 1  # own team first in the obs
-        blank = (
-            opponent
-            & visible
-            & env.unit_type_flying[unit_types]
-            & ~env.unit_type_hits_air[own_type]
-        )
-        seen = jnp.concatenate([jnp.where(blank[:, None], 0.0, units).reshape(-1), obs[own_at:]])
-        action, policy_state = base(key, policy_state, seen)
-
-        if team_size == 1:  # no teammate to heal: a lone medivac holds still
-            heal_action = jnp.array(stop, dtype=action.dtype)
-        else:
-            heal_action = _medivac_action(obs, own_type, units[: team_size - 1])
-        return jnp.where(env.is_healer(own_type), heal_action, action), policy_state
-
-    def _medivac_action(obs: jax.Array, own_type: jax.Array, mates: jax.Array) -> jax.Array:
-        """The medivac's rule, from its own observation (its teammates come first)."""
-        health = mates[:, 0]
-        rel = mates[:, 1:3] * env.unit_type_sight_ranges[own_type]
-        mate_types = jnp.argmax(mates[:, 7 : 7 + t_bits], axis=1)
-        healable = (health > 0) & env.unit_type_healable[mate_types]
-        damaged = healable & (health < 1.0)
-        dist = jnp.linalg.norm(rel, axis=-1)
-        heal_now = jnp.any(damaged & (dist < env.unit_type_attack_ranges[own_type]))
-        worst = jnp.argmin(jnp.where(damaged, health, 2.0))
-        centre = jnp.sum(rel * healable[:, None], axis=0) / jnp.maximum(jnp.sum(healable), 1)
-        goal = jnp.where(jnp.any(damaged), rel[worst], centre)
-        idle = ~jnp.any(healable) | (~jnp.any(damaged) & (jnp.linalg.norm(centre) < 1.0))
-        return jnp.where(heal_now | idle, stop, jnp.argmax(directions @ goal))
-
-    return policy
-
-
-class UnitsHeuristicEnemySMAX(HeuristicEnemySMAX):
-    """JaxMARL's ``HeuristicEnemySMAX`` on :class:`UnitsSMAX` with the extended heuristic."""
-
-    def __init__(
-        self,
-        enemy_shoots: bool = True,
-        attack_mode: str = "closest",
-        *,
-        num_unit_types: int = NUM_UNIT_TYPES,
-        layout: UnitsMap | None = None,
-        **env_kwargs: Any,
-    ) -> None:
-        super().__init__(enemy_shoots=enemy_shoots, attack_mode=attack_mode, **env_kwargs)
-        # The parent built a plain SMAX inside itself; rebuild on the extended engine.
-        self._env = UnitsSMAX(num_unit_types=num_unit_types, layout=layout, **env_kwargs)
-        self.observation_spaces = {i: self._env.observation_spaces[i] for i in self.agents}
-        self.action_spaces = {i: self._env.action_spaces[i] for i in self.agents}
-        base = create_heuristic_policy(self._env, 1, shoot=enemy_shoots, attack_mode=attack_mode)
-        self.heuristic_policy = units_heuristic_policy(self._env, base, team=1)
-
-    def defeated(self, state: Any) -> tuple[jax.Array, jax.Array]:
-        return self._env.defeated(state.state)
-
-
-def make_heuristic_env(map_name: str, max_steps: int, attack_mode: str) -> UnitsHeuristicEnemySMAX:
-    """The heuristic-enemy environment of any SMAX map, JaxMARL's or :data:`UNITS_MAPS`'."""
-    if map_name in UNITS_MAPS:
-        layout = UNITS_MAPS[map_name]
-        return UnitsHeuristicEnemySMAX(
-            scenario=layout.scenario(),
-            max_steps=max_steps,
-            attack_mode=attack_mode,
-            num_unit_types=NUM_UNIT_TYPES,
-            layout=layout,
-        )
-    # JaxMARL's maps keep SMAX's six unit types: same tensors, same SMACv2 unit draws.
-    return UnitsHeuristicEnemySMAX(
-        scenario=map_name_to_scenario(map_name),
-        max_steps=max_steps,
-        attack_mode=attack_mode,
-        num_unit_types=NUM_SMAX_TYPES,
-    )

@@ -5,7 +5,9 @@ scripted (heuristic) enemy, the variant JaxMARL's own baselines train on. Result
 torch through DLPack, so on the CPU no observation is copied between the two frameworks.
 
 JaxMARL is an optional extra (``pip install 'ddn[smax]'``). Nothing here imports jax or
-jaxmarl until an ``SMAX`` is constructed, so ``import ddn`` stays fast and jax-free.
+jaxmarl until an ``SMAX`` is constructed, so ``import ddn`` stays fast and jax-free. The
+compiled step lives in :mod:`ddn.envs.smax.compiled`, the engine it runs on (JaxMARL's
+plus medivacs and a spine crawler) in :mod:`ddn.envs.smax.engine`.
 
 Randomness: every ``reset()`` draws one raw JAX key (two ``uint32`` words) per battle from
 ``self.generator``; checkpointing that torch generator is therefore enough to replay the
@@ -21,22 +23,19 @@ of folded into ``done``, ``won`` is explicit, and the team reward is multiplied 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
-import os
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-from ddn.envs.base import EnvOutput, EnvSpec, VecEnv
-from ddn.envs.registry import _suggest, check_bool, check_float, check_int, register
+from ddn.envs.base import EnvOutput, VecEnv
+from ddn.envs.registry import check_bool, check_float, check_int, register
+from ddn.envs.smax.compiled import CompiledSMAX
+from ddn.suggest import suggest
 
-#: The maps ddn adds on SMAX's engine (``ddn.envs.smax_units``: medivacs, a spine crawler),
+#: The maps ddn adds on SMAX's engine (``ddn.envs.smax.units``: medivacs, a spine crawler),
 #: with SMAC's episode limits, the default ``episode_limit`` there. Jax-free, like
-#: :data:`SMAX_MAPS`; a test checks it against ``smax_units.UNITS_MAPS``.
+#: :data:`SMAX_MAPS`; a test checks it against ``ddn.envs.smax.units.UNITS_MAPS``.
 UNITS_MAP_EPISODE_LIMITS: dict[str, int] = {"MMM2": 180, "2s_vs_1sc": 300}
 
 #: Every scenario JaxMARL 0.2 ships (``jaxmarl.environments.smax.MAP_NAME_TO_SCENARIO``),
@@ -59,8 +58,6 @@ SMAX_MAPS: tuple[str, ...] = (
     "smacv2_20_units",
     *UNITS_MAP_EPISODE_LIMITS,
 )
-
-INSTALL_HINT = "SMAX needs the optional extra: pip install 'ddn[smax]' (or pip install jaxmarl)"
 
 #: SMAX's per-step reward is (enemy health removed / enemy max health), averaged over the
 #: enemies, plus 1 on a win: a perfect episode returns about 2. SMAC's shaped reward is
@@ -87,163 +84,20 @@ def default_episode_limit(map_name: str) -> int:
 
 _ATTACK_MODES = ("closest", "random")
 
-
-class MissingExtraError(ImportError, ValueError):
-    """jaxmarl is not installed.
-
-    Also a ``ValueError``, so ``ddn train`` reports it as a one-line configuration error
-    (with the install command) rather than a traceback.
-    """
-
-
-def _import_jax() -> tuple[Any, Any, Any]:
-    """``(jax, jax.numpy, ddn.envs.smax_units)``, or :class:`MissingExtraError`."""
-    # JAX on a GPU grabs 75% of its memory at start-up by default; torch shares that GPU.
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    try:
-        with _quiet_import():
-            import jax
-            import jax.numpy as jnp
-            import jaxmarl.environments.smax  # noqa: F401  (fails first where it is absent)
-
-            from ddn.envs import smax_units
-    except ImportError as exc:
-        raise MissingExtraError(f"{INSTALL_HINT} ({exc})") from exc
-    return jax, jnp, smax_units
-
-
-@contextlib.contextmanager
-def _quiet_import() -> Iterator[None]:
-    """Silence jaxmarl's import banner and undo its stream swapping.
-
-    jaxmarl 0.2 prints about optional submodules on import, and its mabrax module resets
-    ``sys.stdout``/``sys.stderr`` to ``sys.__stdout__``/``sys.__stderr__`` (which would
-    defeat ``redirect_stdout`` and silently drop a caller's capture, e.g. pytest's).
-    """
-    saved = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
-    sink = io.StringIO()
-    sys.stdout = sys.__stdout__ = sink
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = saved
+#: A raw JAX PRNG key is two ``uint32`` words; each is drawn uniformly below this bound.
+_KEY_WORD_BOUND = 2**32
 
 
 @functools.lru_cache(maxsize=32)
-def _build(map_name: str, episode_limit: int, attack_mode: str, scale_features: bool) -> _Compiled:
+def _build(
+    map_name: str, episode_limit: int, attack_mode: str, scale_features: bool
+) -> CompiledSMAX:
     """One compiled simulator per configuration.
 
     Cached so that the training and test environments of a run, and repeated
     constructions in tests, share one ``jax.jit`` cache instead of recompiling.
     """
-    return _Compiled(map_name, episode_limit, attack_mode, scale_features)
-
-
-class _Compiled:
-    """The JaxMARL environment and its vmapped, jitted reset/step over ``B`` battles.
-
-    Every map runs on ``smax_units``' extension of JaxMARL's engine (JaxMARL's own maps
-    with SMAX's six unit types, on which it computes exactly what JaxMARL computes).
-    """
-
-    def __init__(self, map_name: str, episode_limit: int, attack_mode: str, scale_features: bool):
-        jax, jnp, smax_units = _import_jax()
-        self.jax, self.jnp = jax, jnp
-        env = smax_units.make_heuristic_env(
-            map_name,
-            max_steps=episode_limit - 1,  # see DEFAULT_EPISODE_LIMIT
-            attack_mode=attack_mode,
-        )
-        self.env = env
-        self.agents: list[str] = list(env.agents)
-        n_allies = env.num_allies
-        self.spec = EnvSpec(
-            n_agents=n_allies,
-            obs_dim=int(env.obs_size),
-            state_dim=int(env.state_size),
-            n_actions=int(env.num_ally_actions),
-            episode_limit=episode_limit,
-            has_win_condition=True,
-        )
-        agents = self.agents
-        # Feature layouts (JaxMARL's): an observation is (n_units - 1) other-unit blocks,
-        # then the unit's own block; the world state is one own-style block per unit,
-        # then every unit's team and type.
-        own_f, other_f = len(env.own_features), len(env.unit_features)
-        n_units = (int(env.obs_size) - own_f) // other_f + 1
-        obs_cooldowns = jnp.array(
-            [k * other_f + env.unit_features.index("weapon_cooldown") for k in range(n_units - 1)]
-            + [(n_units - 1) * other_f + env.own_features.index("weapon_cooldown")]
-        )
-        half_map = jnp.array([env.map_width, env.map_height], jnp.float32) / 2
-        max_type = max(int(env.unit_type_bits) - 1, 1)
-
-        def scaled_obs(obs_arr: Any) -> Any:
-            """Cooldowns floored at 0 (see :class:`SMAX`)."""
-            return obs_arr.at[:, obs_cooldowns].max(0.0)
-
-        def scaled_world(world: Any, units_state: Any) -> Any:
-            """JaxMARL's ``world_state`` in SMAC's ranges (see :class:`SMAX`)."""
-            units = world[: n_units * own_f].reshape(n_units, own_f)
-            xy = (units[:, 1:3] - half_map) / half_map
-            xy = jnp.where(units_state.unit_alive[:, None], xy, 0.0)  # dead units stay 0
-            cooldown = units[:, 3] / env.unit_type_weapon_cooldowns[units_state.unit_types]
-            units = units.at[:, 1:3].set(xy).at[:, 3].set(jnp.maximum(cooldown, 0.0))
-            teams_types = world[n_units * own_f :].at[n_units:].divide(max_type)
-            return jnp.concatenate([units.reshape(-1), teams_types])
-
-        def pack(obs: dict, state: Any) -> tuple:
-            """Agent dicts -> ``obs [N, O]``, ``state [S]``, ``avail [N, A] bool``."""
-            obs_arr = jnp.stack([obs[a] for a in agents]).astype(jnp.float32)
-            avail = env.get_avail_actions(state)
-            avail_arr = jnp.stack([avail[a] for a in agents]).astype(jnp.bool_)
-            world = obs["world_state"]
-            if scale_features:
-                obs_arr, world = scaled_obs(obs_arr), scaled_world(world, state.state)
-            return obs_arr, world.astype(jnp.float32), avail_arr
-
-        def reset_one(key: Any) -> tuple:
-            key, k_reset = jax.random.split(key)
-            obs, state = env.reset(k_reset)
-            obs_arr, world, avail = pack(obs, state)
-            false = jnp.zeros((), jnp.bool_)
-            return (key, state, obs_arr, world, avail, false, false, false)
-
-        def step_one(carry: tuple, actions: Any) -> tuple[tuple, Any]:
-            key, state, obs_p, world_p, avail_p, term_p, trunc_p, won_p = carry
-            key, k_step = jax.random.split(key)
-            act = {a: actions[i] for i, a in enumerate(agents)}
-            obs, new_state, rewards, _, _ = env.step_env(k_step, state, act)
-            obs_arr, world, avail = pack(obs, new_state)
-            # A side is defeated when no unit but medivacs is left (SMAC's rule; on maps
-            # without medivacs: wiped out). A battle ends when one side is defeated; both
-            # at once is a draw (SMAX gives no win bonus then, SMAC counts a loss), so
-            # "won" needs an undefeated ally side.
-            allies_dead, enemies_dead = env.defeated(new_state)
-            ended = allies_dead | enemies_dead
-            won = enemies_dead & ~allies_dead
-            truncated = ~ended & (new_state.state.step >= episode_limit)
-            running = ~(term_p | trunc_p)
-
-            def keep(new: Any, old: Any) -> Any:
-                return jnp.where(running, new, old)
-
-            new_carry = (
-                key,
-                jax.tree.map(keep, new_state, state),
-                keep(obs_arr, obs_p),
-                keep(world, world_p),
-                keep(avail, avail_p),
-                keep(ended, term_p),
-                keep(truncated, trunc_p),
-                keep(won, won_p),
-            )
-            # Every ally gets the same team reward; frozen battles earn nothing.
-            reward = jnp.where(running, rewards[agents[0]], 0.0).astype(jnp.float32)
-            return new_carry, reward
-
-        self.reset = jax.jit(jax.vmap(reset_one))
-        self.step = jax.jit(jax.vmap(step_one))
+    return CompiledSMAX(map_name, episode_limit, attack_mode, scale_features)
 
 
 def _to_torch(x: Any, device: torch.device) -> torch.Tensor:
@@ -266,7 +120,7 @@ class SMAX(VecEnv):
     medivacs left), ``won`` that the enemies were and the allies were not,
     ``truncated`` that ``episode_limit`` steps passed first (default: 101, SMAC's limit
     on ``MMM2`` and ``2s_vs_1sc``). ``reward`` is JaxMARL's team reward times
-    ``reward_scale``. ``MMM2`` and ``2s_vs_1sc`` are ddn's (``ddn.envs.smax_units``).
+    ``reward_scale``. ``MMM2`` and ``2s_vs_1sc`` are ddn's (``ddn.envs.smax.units``).
 
     ``scale_features`` (default on) puts features in SMAC's ranges, as PyMARL's mixers
     expect. JaxMARL's weapon cooldowns keep falling below 0 while a unit holds fire
@@ -296,7 +150,7 @@ class SMAX(VecEnv):
         super().__init__(num_envs, seed, device)
         if map_name not in SMAX_MAPS:
             raise ValueError(
-                f"unknown SMAX map {map_name!r}.{_suggest(str(map_name), list(SMAX_MAPS))} "
+                f"unknown SMAX map {map_name!r}.{suggest(str(map_name), list(SMAX_MAPS))} "
                 f"Valid maps: {', '.join(SMAX_MAPS)}"
             )
         if attack_mode not in _ATTACK_MODES:
@@ -329,7 +183,7 @@ class SMAX(VecEnv):
 
     def _draw_keys(self) -> Any:
         words = torch.randint(
-            0, 2**32, (self.num_envs, 2), generator=self.generator, device=self.device
+            0, _KEY_WORD_BOUND, (self.num_envs, 2), generator=self.generator, device=self.device
         )
         return self._sim.jnp.asarray(words.cpu().numpy().astype("uint32"))
 
