@@ -31,6 +31,10 @@ from ddn.suggest import suggest
 #: What the workers build; a module attribute so tests can point it at a fake.
 SMAC_TARGET = "smac.env:StarCraft2Env"
 
+#: SMAC's ``difficulty`` codes of StarCraft II's built-in AI: "1" (very easy) to "7"
+#: (very hard, the paper's and PyMARL's), "8"-"9" and "A" the cheating levels.
+_DIFFICULTIES = frozenset({*(str(d) for d in range(1, 10)), "A"})
+
 #: The maps of the paper's SMAC experiments (any other SMAC map works too).
 PAPER_MAPS: tuple[str, ...] = ("3s5z", "2s_vs_1sc", "3s_vs_5z", "5m_vs_6m", "3s5z_vs_3s6z", "MMM2")
 
@@ -113,7 +117,7 @@ class SMAC(MultiAgentEnvVec):
         if smac_kwargs is not None and not isinstance(smac_kwargs, dict):
             raise ValueError(f"parameter smac_kwargs must be a mapping, got {smac_kwargs!r}")
         difficulty = str(difficulty)
-        if difficulty not in {str(d) for d in range(1, 10)} | {"A"}:
+        if difficulty not in _DIFFICULTIES:
             raise ValueError(f"parameter difficulty must be '1'..'9' or 'A', got {difficulty!r}")
         kwargs: dict[str, Any] = {
             "map_name": map_name,

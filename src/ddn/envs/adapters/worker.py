@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 _INFO_KEYS = ("n_agents", "obs_shape", "state_shape", "n_actions", "episode_limit")
+
+#: Where exceptions come from when the game behind an env died or stopped answering
 #: (StarCraft II's client libraries): a restart can cure those.
 _GAME_CLIENT_MODULES = ("pysc2", "websocket", "s2clientprotocol")
 
@@ -62,6 +64,7 @@ def _observe(env: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def describe(exc: BaseException) -> str:
+    """An exception with its traceback, as text that crosses the pipe into an error."""
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return f"{type(exc).__name__}: {exc}\n{''.join(tb)}"
 

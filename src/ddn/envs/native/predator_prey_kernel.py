@@ -40,6 +40,9 @@ import numpy as np
 # Actions, in the order of the rules (and of the reference implementation).
 RIGHT, DOWN, LEFT, UP, STAY, CATCH = range(6)
 N_ACTIONS = 6
+#: The actions that move (RIGHT, DOWN, LEFT, UP, the first four): the width of the
+#: neighbour table and the most free cells around a prey.
+N_MOVES = 4
 # Cell contents of the occupancy grid.
 EMPTY, PREDATOR, PREY = 0, 1, 2
 N_CHANNELS = 3  # predators, prey, a third entity type kept empty (reference layout)
@@ -167,7 +170,7 @@ def build_tables(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.nd
     far = -(height + width + 2)
     row_of = np.append(row, far).astype(np.int64)
     col_of = np.append(col, far).astype(np.int64)
-    neighbours = np.full((n_cells + 1, 4), -1, np.int64)
+    neighbours = np.full((n_cells + 1, N_MOVES), -1, np.int64)
     for a, (dr, dc) in enumerate(_MOVES):
         r, c = row + dr, col + dc
         inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
@@ -295,7 +298,7 @@ def step(
     n, m, nowhere = pred_cell.shape[1], prey_cell.shape[1], grid.shape[1] - 1
     catching = np.empty(n, np.int64)  # predators that chose catch (usually none)
     catchers = np.empty(n, np.int64)  # those beside the prey being resolved
-    free = np.empty(4, np.int64)  # free neighbour cells of that prey
+    free = np.empty(N_MOVES, np.int64)  # free neighbour cells of that prey
     # Branches below are written out inline: a jitted helper that takes arrays pays
     # reference counting on every call, more than these loops' work.
     for b in range(actions.shape[0]):
@@ -355,7 +358,7 @@ def step(
             # Free neighbours, enumerated right, down, left, up; pick floor(u * n_free).
             # Branch-free: a cell is always written to the next slot, kept only if free.
             n_free = 0
-            for a in range(4):
+            for a in range(N_MOVES):
                 target = neighbours[cell, a]
                 free[n_free] = target
                 n_free += (target >= 0) & (grid[b, max(target, 0)] == EMPTY)
@@ -463,7 +466,7 @@ def observe(
                 obs[b, i, slot[e]] = value[e]
             # Moves that stay on the grid; stay; catch beside a live prey.
             prey_next = False
-            for a in range(4):
+            for a in range(N_MOVES):
                 target = neighbours[cell, a]
                 avail[b, i, a] = target >= 0
                 prey_next |= (target >= 0) & (grid[b, max(target, 0)] == PREY)
