@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+CHECKPOINTS_FOLDER = "checkpoints"  # in the run folder (ddn.run_folder lists its files)
 STATE_FILE = "state.pt"
 BUFFER_FILE = "buffer.pt"
 MANIFEST_FILE = "manifest.json"
@@ -34,7 +35,7 @@ class CheckpointError(ValueError):
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
+    return run_dir / CHECKPOINTS_FOLDER
 
 
 def _folders(run_dir: Path) -> dict[int, Path]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from ddn.checkpoint import CheckpointError
 from ddn.config import ALGORITHMS, ConfigError
 from ddn.envs.errors import EnvError
-from ddn.logging import MetricsError
+from ddn.run_folder import MetricsError
 
 
 def _threads_arg(p: argparse.ArgumentParser) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ddn.analysis.plot import plot_learning_curve
 from ddn.analysis.render import render_predator_prey
-from ddn.checkpoint import list_checkpoints
 from ddn.config import is_ddn, resolve
 from ddn.experiment import Experiment
 from ddn.run import load_run, policy_fn
+from ddn.run_folder import RunFolder
 
 DEMO_ALGO = "ddn"
 DEMO_T_MAX = 300_000
@@ -36,7 +36,8 @@ def run_demo(out: Path, t_max: int | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cfg = resolve("predator_prey", DEMO_ALGO, overrides=DEMO_OVERRIDES, t_max=t_max or DEMO_T_MAX)
     run_dir = out / "run"
-    if list_checkpoints(run_dir) and not (run_dir / "summary.json").is_file():
+    folder = RunFolder(run_dir)
+    if folder.checkpoints() and not folder.summary_path.is_file():
         exp = Experiment.resume(run_dir)  # an interrupted demo picks up where it stopped
     else:
         exp = Experiment(cfg, run_dir, overwrite=True)  # a finished demo is made again

@@ -38,29 +38,19 @@ from tqdm import tqdm
 from ddn import config as config_mod
 from ddn.allocator import keep_freed_memory
 from ddn.buffer import EpisodeBuffer
-from ddn.checkpoint import (
-    CheckpointError,
-    list_checkpoints,
-    load_checkpoint,
-    nonfinite_tensors,
-    save_checkpoint,
-)
+from ddn.checkpoint import CheckpointError, list_checkpoints, nonfinite_tensors, save_checkpoint
 from ddn.config import Config, ConfigError, differing_keys, is_ddn
 from ddn.envs import VecEnv, get_entry, make
 from ddn.envs.errors import WorkerError
 from ddn.evaluate import policy_name, run_episodes
 from ddn.learners import DDNLearner, VDLearner
-from ddn.logging import RunLogger, json_value, read_metrics
+from ddn.logging import RunLogger, json_value
 from ddn.provenance import record_start
 from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
+from ddn.run_folder import RunFolder
 from ddn.threads import apply_threads
 
 CHECKPOINT_FORMAT = 1
-# What a run folder holds; a fresh run never mixes into another run's files.
-RUN_FILES = (
-    "config.yaml", "metrics.jsonl", "episodes.jsonl", "summary.json", "tb", "checkpoints",
-    "provenance.jsonl",
-)  # fmt: skip
 
 
 class TrainingError(RuntimeError):
@@ -188,22 +178,23 @@ def check_run_dir(run_dir: Path, cfg: Config, overwrite: bool = False) -> list[P
     for path in (run_dir, *run_dir.parents):
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out {run_dir}: {path} is a file; choose a folder")
-    present = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+    folder = RunFolder(run_dir)
+    present = folder.present()
     if not present or overwrite:
         return present
     fix = "pass --overwrite to replace it, or choose another --out"
-    saved = list_checkpoints(run_dir)
+    saved = folder.checkpoints()
     if saved:
         raise ConfigError(
             f"{run_dir} already holds a run with checkpoints up to t_env={saved[-1]}; "
             f"continue it with `ddn train --resume {run_dir}`, or {fix}"
         )
-    if (run_dir / "summary.json").exists():
+    if folder.summary_path.exists():
         raise ConfigError(f"{run_dir} already holds a run that ended; {fix}")
     try:
-        diff = differing_keys(config_mod.load(run_dir / "config.yaml").to_dict(), cfg)
+        diff = differing_keys(folder.config().to_dict(), cfg)
     except (ConfigError, OSError):
-        diff = ["config.yaml"]
+        diff = [folder.config_path.name]
     if diff:
         raise ConfigError(f"{run_dir} already holds another run (keys differ: {diff[:8]}); {fix}")
     return present  # this run, killed before its first checkpoint: start it cleanly
@@ -285,15 +276,12 @@ class Experiment:
     ) -> Experiment:
         """Continue ``run_dir`` from its latest checkpoint; ``threads`` replaces the
         thread count it recorded (e.g. on another machine)."""
-        run_dir = Path(run_dir)
-        cfg_path = run_dir / "config.yaml"
-        if not cfg_path.is_file():
-            raise CheckpointError(f"{run_dir} is not a ddn run folder (no config.yaml)")
-        cfg = config_mod.load(cfg_path)
+        folder = RunFolder(run_dir).require()
+        cfg = folder.config()
         if threads is not None:
             cfg = config_mod.from_dict({**cfg.to_dict(), "threads": threads})
-        exp = cls(cfg, run_dir, progress=progress)
-        t_env, state, buffer = load_checkpoint(run_dir)
+        exp = cls(cfg, folder.path, progress=progress)
+        t_env, state, buffer = folder.load_checkpoint()
         exp.load_state(state, buffer)
         exp._resumed_from = t_env
         return exp
@@ -411,7 +399,7 @@ class Experiment:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if self._resumed_from is None:  # a resume reads it, never rewrites it
-                config_mod.save(cfg, self.run_dir / "config.yaml")
+                config_mod.save(cfg, RunFolder(self.run_dir).config_path)
             logger = RunLogger(
                 self.run_dir, self._resumed_from, loggers=cfg.loggers, config=cfg.to_dict()
             )
@@ -427,7 +415,7 @@ class Experiment:
             unit_scale=True, dynamic_ncols=True, disable=not self.progress,
             desc=f"{cfg.algo} {cfg.env_name}",
         )  # fmt: skip
-        self._last_test = self._last_logged_test()
+        self._last_test = RunFolder(self.run_dir).last_test()  # a resume's summary needs it
         failure: str | None = None
         stopped: int | None = None
         try:
@@ -457,7 +445,7 @@ class Experiment:
         try:
             if failure is not None:
                 summary["reason"] = failure
-            _atomic_write_json(self.run_dir / "summary.json", summary)
+            _atomic_write_json(RunFolder(self.run_dir).summary_path, summary)
         except OSError as exc:
             if failure is None:
                 failure = self._failure(exc)
@@ -522,14 +510,6 @@ class Experiment:
             f"could not write {where}: {exc.strerror or exc}; partial files removed, {kept}. "
             f"Free disk space or fix permissions{resume}"
         )
-
-    def _last_logged_test(self) -> dict[str, float]:
-        """The latest test event already in the log (a resumed run's summary needs it)."""
-        path = self.run_dir / "metrics.jsonl"
-        tests = [e for e in read_metrics(path) if "test/return_mean" in e] if path.exists() else []
-        if not tests:
-            return {}
-        return {k: v for k, v in tests[-1].items() if k.startswith("test")}
 
     def iteration(self) -> float:
         """Collect one episode per environment, store them, and make

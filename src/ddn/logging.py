@@ -26,40 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ddn.run_folder import EPISODES_FILE, METRICS_FILE, read_metrics
+
 if TYPE_CHECKING:
     from ddn.evaluate import Episodes
-
-EPISODES_FILE = "episodes.jsonl"
-
-
-class MetricsError(ValueError):
-    """A ``metrics.jsonl`` line that is not a JSON object; the message names the line."""
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All events of a ``metrics.jsonl`` or ``episodes.jsonl``.
-
-    A last line without its newline is what a crash mid-write leaves: it is skipped.
-    Any other line that is not a UTF-8 JSON object means the file was damaged or is
-    not a ddn log: one :class:`MetricsError` names it.
-    """
-    # The last piece is b"" when the file ends with a newline, else the cut line.
-    lines = Path(path).read_bytes().split(b"\n")[:-1]
-    events = []
-    for number, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            event = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            event = None
-        if not isinstance(event, dict) or not isinstance(event.get("t_env"), int):
-            raise MetricsError(
-                f"{path} line {number} is not a ddn log event (a JSON object with t_env): "
-                f"{raw[:60]!r}; delete or repair that line"
-            )
-        events.append(event)
-    return events
 
 
 def episode_record(
@@ -103,7 +73,7 @@ class RunLogger:
 
         # Trackers first: one that cannot start stops the run before anything is written.
         self._trackers = open_trackers(list(loggers), run_dir, config or {}, resume_t_env)
-        self.path = run_dir / "metrics.jsonl"
+        self.path = run_dir / METRICS_FILE
         self.episodes_path = run_dir / EPISODES_FILE
         if resume_t_env is not None:
             for path in (self.path, self.episodes_path):

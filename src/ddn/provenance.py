@@ -16,8 +16,7 @@ from typing import Any
 import torch
 
 import ddn
-
-PROVENANCE_FILE = "provenance.jsonl"
+from ddn.run_folder import PROVENANCE_FILE
 
 
 def _git(*args: str) -> str | None:

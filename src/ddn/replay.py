@@ -13,11 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ddn import config as config_mod
-from ddn.checkpoint import CheckpointError
 from ddn.config import ConfigError
 from ddn.evaluate import Episodes, run_episodes
 from ddn.run import Policy, load_run, policy_fn
+from ddn.run_folder import RunFolder
 
 REPLAY_FOLDER = "replays"
 
@@ -27,10 +26,7 @@ def evaluate_with_replay(
 ) -> tuple[int, Episodes, dict[str, Any]]:
     """Evaluate like ``ddn evaluate`` and save a replay: (checkpoint t_env, the episodes,
     what was written: ``replay_dir`` and ``replays``, plus a ``note`` for a GIF)."""
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{run_dir} is not a ddn run folder (no config.yaml)")
-    env_name = config_mod.load(cfg_path).env_name
+    env_name = RunFolder(run_dir).require().config().env_name
     folder = (run_dir / REPLAY_FOLDER).resolve()
     if env_name == "smac":
         run = load_run(run_dir, t_env, num_envs=1, env_overrides={"replay_dir": str(folder)})

@@ -12,11 +12,12 @@ from typing import Any, Literal
 import torch
 
 from ddn import config as config_mod
-from ddn.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, nonfinite_tensors
+from ddn.checkpoint import CheckpointError, nonfinite_tensors
 from ddn.config import Config, ConfigError
 from ddn.envs import EnvOutput, VecEnv
 from ddn.experiment import build_learner, make_env, resolve_device
 from ddn.rollout import ActingNetwork, select_actions
+from ddn.run_folder import RunFolder
 
 Policy = Literal["teacher", "student"]
 
@@ -55,11 +56,9 @@ def load_run(
     ``env_overrides`` changes environment parameters that do not alter the task (where
     SMAC writes replays).
     """
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{run_dir} is not a ddn run folder (no config.yaml)")
-    t_env, state, _ = load_checkpoint(run_dir, t_env)
+    folder = RunFolder(run_dir).require()
+    run_dir = folder.path
+    t_env, state, _ = folder.load_checkpoint(t_env)
     try:
         cfg = config_mod.from_dict(state["config"])
     except (KeyError, TypeError, ConfigError) as exc:
@@ -67,12 +66,12 @@ def load_run(
             f"checkpoint t_env={t_env} of {run_dir} holds no usable configuration ({exc})"
         ) from None
     try:
-        diff = config_mod.differing_keys(config_mod.load_yaml_mapping(cfg_path), cfg)
+        diff = config_mod.differing_keys(folder.config_mapping(), cfg)
     except ConfigError:
-        diff = ["(config.yaml unreadable)"]
+        diff = [f"({folder.config_path.name} unreadable)"]
     if diff:
         print(
-            f"note: {cfg_path} differs from checkpoint t_env={t_env}'s configuration "
+            f"note: {folder.config_path} differs from checkpoint t_env={t_env}'s configuration "
             f"(keys: {', '.join(diff[:8])}); using the checkpoint's",
             file=sys.stderr,
         )
@@ -81,7 +80,7 @@ def load_run(
         raise CheckpointError(
             f"checkpoint t_env={t_env} of {run_dir} holds non-finite weights ({bad[0]}): the "
             "run diverged; pick an earlier one with --checkpoint "
-            f"(available: {list_checkpoints(run_dir)})"
+            f"(available: {folder.checkpoints()})"
         )
     if env_overrides:
         cfg = dataclasses.replace(cfg, env={**cfg.env, **env_overrides})

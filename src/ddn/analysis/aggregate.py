@@ -33,7 +33,7 @@ import numpy as np
 
 from ddn.analysis.curves import RunRecord, algo_label, save_figure, variant_labels
 from ddn.config import ConfigError, base_algo, is_ddn
-from ddn.logging import EPISODES_FILE, read_metrics
+from ddn.run_folder import EPISODES_FILE
 
 STATS_EXTRA = "pip install 'ddn[stats]'"
 DEFAULT_REPS = 2000
@@ -191,18 +191,13 @@ def _task(run: RunRecord) -> str:
     return run.map_name or run.env
 
 
-def _records(run: RunRecord) -> list[dict[str, Any]] | None:
-    path = run.path / EPISODES_FILE
-    return read_metrics(path) if path.is_file() else None
-
-
 def collect_scores(runs: Sequence[RunRecord], options: Options) -> Scores:
     """Each run's final normalised score per evaluated network, as rliable matrices."""
     left_out: list[tuple[str, str]] = []
     variants = variant_labels(runs)
     by_task: dict[str, list[tuple[RunRecord, list[dict[str, Any]]]]] = {}
     for run in runs:
-        records = _records(run)
+        records = run.folder.episodes()
         if records is None:
             why = f"no {EPISODES_FILE} (logged before per-episode values were; "
             why += "its means are in the tables)"

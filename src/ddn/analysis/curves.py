@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 
 from ddn.config import ConfigError, base_algo, is_ddn
-from ddn.logging import read_metrics
+from ddn.run_folder import CONFIG_FILE, METRICS_FILE, RunFolder, last_test
 
 Band = Literal["std", "ci"]
 
@@ -99,6 +98,11 @@ class RunRecord:
         order = np.argsort(xs, kind="stable")
         return np.asarray(xs)[order], np.asarray(ys)[order]
 
+    @property
+    def folder(self) -> RunFolder:
+        """The run folder, for the files not read here (``episodes.jsonl``)."""
+        return RunFolder(self.path)
+
     def final_metrics(self) -> dict[str, float]:
         """The run's last test metrics: summary.json's, else the last test event's.
 
@@ -108,9 +112,7 @@ class RunRecord:
         if self.summary and any(k.startswith("test") for k in self.summary):
             source = self.summary
         else:
-            tests = [e for e in self.events if "test/return_mean" in e]
-            if tests:
-                source = max(tests, key=lambda e: e["t_env"])
+            source = last_test(self.events)
         out = {}
         for key, value in source.items():
             finite = isinstance(value, int | float) and math.isfinite(value)
@@ -120,43 +122,32 @@ class RunRecord:
 
 
 def load_run(path: str | Path) -> RunRecord:
-    path = Path(path)
-    cfg_path = path / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"{path} is not a ddn run folder (no config.yaml)")
-    config = yaml.safe_load(cfg_path.read_text()) or {}
-    metrics = path / "metrics.jsonl"
-    events = read_metrics(metrics) if metrics.is_file() else []
-    summary = None
-    summary_path = path / "summary.json"
-    if summary_path.is_file():
-        try:
-            summary = json.loads(summary_path.read_text())
-        except json.JSONDecodeError:
-            summary = None
-    return RunRecord(path, config, events, summary)
+    """One run folder's config, events and summary (one error if it holds no run)."""
+    folder = RunFolder(path).require()
+    return RunRecord(folder.path, folder.config_mapping(), folder.metrics(), folder.summary())
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
     """Run folders named directly, or found (recursively) under the folders named.
 
-    A sweep's output folder or a whole ``runs/`` folder can be passed as is.
+    A sweep's output folder or a whole ``runs/`` folder can be passed as is; only runs
+    that logged (hold a ``metrics.jsonl``) count.
     """
     found: dict[Path, RunRecord] = {}
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise ConfigError(f"{path} does not exist")
-        if (path / "config.yaml").is_file():
+        if RunFolder(path).is_run():
             candidates = [path]
         else:
-            candidates = sorted(p.parent for p in path.rglob("config.yaml"))
+            candidates = sorted(p.parent for p in path.rglob(CONFIG_FILE))
         for run_dir in candidates:
-            if (run_dir / "metrics.jsonl").is_file() and run_dir.resolve() not in found:
+            if RunFolder(run_dir).metrics_path.is_file() and run_dir.resolve() not in found:
                 found[run_dir.resolve()] = load_run(run_dir)
     if not found:
         raise ConfigError(
-            "no run folders found (a run folder holds config.yaml and metrics.jsonl) in "
+            f"no run folders found (a run folder holds {CONFIG_FILE} and {METRICS_FILE}) in "
             + ", ".join(str(p) for p in paths)
         )
     return sorted(found.values(), key=lambda r: (r.env, r.map_name or "", r.algo, r.seed))

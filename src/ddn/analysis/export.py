@@ -28,7 +28,7 @@ import numpy as np
 
 from ddn.analysis.curves import RunRecord, variant_labels
 from ddn.config import is_ddn
-from ddn.logging import EPISODES_FILE, read_metrics
+from ddn.run_folder import EPISODES_FILE
 
 
 # ---------------------------------------------------------------------- marl-eval
@@ -55,8 +55,7 @@ def marl_eval_data(runs: Sequence[RunRecord]) -> tuple[dict[str, Any], list[tupl
     left_out: list[tuple[str, str]] = []
     variants = variant_labels(runs)
     for run in runs:
-        path = run.path / EPISODES_FILE
-        records = read_metrics(path) if path.is_file() else []
+        records = run.folder.episodes() or []
         if not any(r.get("source") == "test" for r in records):
             left_out.append((run.path.name, f"no test episodes in {EPISODES_FILE}"))
             continue

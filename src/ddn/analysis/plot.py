@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ddn.logging import read_metrics
+from ddn.run_folder import RunFolder
 
 
 def metric_series(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
     """(t_env, value) of every event of ``run_dir`` that carries ``metric``."""
     xs, ys = [], []
-    for event in read_metrics(Path(run_dir) / "metrics.jsonl"):
+    for event in RunFolder(run_dir).metrics():
         value = event.get(metric)
         if value is not None:
             xs.append(int(event["t_env"]))
