@@ -21,7 +21,7 @@ from ddn.sweep import load_sweep, run_sweep
 
 submitit = pytest.importorskip("submitit")
 
-from ddn.sweep_slurm import SlurmOptions, SlurmRun, parse_time  # noqa: E402
+from ddn.sweep.slurm import SlurmOptions, SlurmRun, parse_time  # noqa: E402
 
 TINY = """
 algos: [vdn]

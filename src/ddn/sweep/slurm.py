@@ -1,12 +1,12 @@
 """``ddn sweep FILE --slurm``: every run of a sweep as its own Slurm job, via submitit.
 
-The jobs run exactly what the local pool and Ray run (:func:`ddn.sweep.execute_run`:
-one ``python -m ddn.sweep --worker`` process per run, its output in
-``<out>/logs/<run>.log``), so run folders, skip and resume rules are the same: a
-finished run is skipped, one with checkpoints resumes from the latest, a failed one is
-retried once. This process stays in the foreground until the jobs end (run it in
-``tmux``/``screen`` on a login node, or as a small job of its own); running the same
-command again after it stopped picks up where the runs are.
+The jobs run exactly what the local pool and Ray run (:mod:`ddn.sweep.worker`: one
+``python -m ddn.sweep --worker`` process per run, its output in ``<out>/logs/<run>.log``)
+under the same loop (:func:`ddn.sweep.scheduler.drive`), so run folders, skip and resume
+rules are the same: a finished run is skipped, one with checkpoints resumes from the
+latest, a failed one is retried once. This process stays in the foreground until the
+jobs end (run it in ``tmux``/``screen`` on a login node, or as a small job of its own);
+running the same command again after it stopped picks up where the runs are.
 
 A job warned of its time limit or of preemption (Slurm's USR2, ``signal_delay_s``
 before the end, which submitit sets up) stops its run with a checkpoint and is
@@ -25,30 +25,28 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ddn.config import ConfigError
-from ddn.sweep import (
-    EXIT_FAILED,
-    Outcome,
-    RunSpec,
-    _finish,
-    _Progress,
-    _retry_or_fail,
-    _start,
-)
+from ddn.sweep.spec import RunSpec
+from ddn.sweep.worker import ERROR_CHARS, EXIT_FAILED, start
 
 try:  # optional: only a --slurm sweep needs submitit
     from submitit.helpers import Checkpointable, DelayedSubmission
 except ImportError:  # pragma: no cover - the message comes from import_submitit()
     Checkpointable = object  # type: ignore[assignment,misc]
 
-#: Seconds a run gets to write its checkpoint after the time-limit warning (submitit
-#: sends it ``signal_delay_s`` = 120 s before the limit).
-CHECKPOINT_GRACE_S = 90.0
+# Slurm warns a job (USR2) this many seconds before its time limit or a preemption...
 SIGNAL_DELAY_S = 120
+# ...of which the run gets this many to write its checkpoint; the rest is submitit's, to
+# requeue the job.
+CHECKPOINT_GRACE_S = 90.0
+# How often the sweep asks submitit whether a job ended (each ask may read job state
+# files on the shared file system).
+POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ def check_slurm(options: SlurmOptions) -> None:
 
 
 class SlurmRun(Checkpointable):
-    """One run as a submitit job: :func:`ddn.sweep.execute_run` in the job, and on the
+    """One run as a submitit job: the run's process in the job, and on the
     time-limit or preemption warning a checkpoint, then a requeue of the same run."""
 
     def __init__(self, spec: dict[str, Any], run_dir: str, log: str):
@@ -134,7 +132,7 @@ class SlurmRun(Checkpointable):
         self._proc: subprocess.Popen | None = None
 
     def __call__(self) -> int:
-        self._proc = _start(RunSpec(**self.spec), Path(self.run_dir), Path(self.log))
+        self._proc = start(RunSpec(**self.spec), Path(self.run_dir), Path(self.log))
         return self._proc.wait()
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
@@ -153,79 +151,66 @@ class SlurmRun(Checkpointable):
         self.__init__(state["spec"], state["run_dir"], state["log"])
 
 
-def _executor(out: Path, options: SlurmOptions, threads: int, gpus: float) -> Any:
-    submitit = import_submitit()
-    executor = submitit.AutoExecutor(folder=out.resolve() / "slurm" / "%j", cluster=options.cluster)
-    params: dict[str, Any] = {
-        "timeout_min": options.time_min,
-        "cpus_per_task": options.cpus or threads,
-    }
-    if options.cluster == "slurm":
-        params["slurm_signal_delay_s"] = SIGNAL_DELAY_S
-    n_gpus = options.gpus if options.gpus is not None else math.ceil(gpus)
-    if n_gpus:
-        params["gpus_per_node"] = n_gpus
-    if options.partition:
-        params["slurm_partition"] = options.partition
-    executor.update_parameters(**params)
-    return executor
+class SlurmJobs:
+    """Runs as Slurm jobs through submitit (its job scripts and output in
+    ``<out>/slurm/``); ``limit`` jobs queued or running at once."""
 
+    stopping = "cancelling the runs' jobs"
 
-def schedule_slurm(
-    todo: list[RunSpec],
-    out: Path,
-    workers: int | None,
-    options: SlurmOptions,
-    outcomes: dict[str, Outcome],
-    progress: _Progress,
-    max_attempts: int,
-    threads: int,
-    gpus: float,
-) -> None:
-    """Submit one job per run (at most ``workers`` queued or running at once, default
-    all), wait for them, retry a failed run once: the local pool's rules."""
-    executor = _executor(out, options, threads, gpus)
-    names = [s.name for s in todo]
-    queue = list(todo)
-    running: dict[str, tuple[Any, float, RunSpec]] = {}
-    limit = workers or len(todo)
-    try:
-        while queue or running:
-            while queue and len(running) < limit:
-                spec = queue.pop(0)
-                outcome = outcomes[spec.name]
-                outcome.attempts += 1
-                executor.update_parameters(name=f"ddn-{spec.name}")
-                job = executor.submit(
-                    SlurmRun(
-                        asdict(spec),
-                        str((out / spec.name).resolve()),
-                        str(Path(outcome.log).resolve()),
-                    )
-                )
-                print(f"[sweep] {spec.name}: job {job.job_id}", file=sys.stderr, flush=True)
-                running[spec.name] = (job, time.monotonic(), spec)
-                progress.running.add(spec.name)
-                progress.show(out, names, force=True)
-            for name, (job, started, spec) in list(running.items()):
-                if not job.done():
-                    continue
-                del running[name]
-                outcome = outcomes[name]
-                try:
-                    code = int(job.result())
-                except Exception as exc:  # the job itself failed (node lost, cancelled, ...)
-                    code = EXIT_FAILED
-                    outcome.error = f"Slurm job {job.job_id}: {exc}".splitlines()[0][:300]
-                if _finish(outcome, code, started, progress):
-                    _retry_or_fail(name, spec, outcome, queue, progress, max_attempts)
-                progress.show(out, names, force=True)
-            progress.show(out, names)
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        print("[sweep] stopping: cancelling the runs' jobs", file=sys.stderr, flush=True)
-        for name, (job, _, _) in running.items():
+    def __init__(self, out: Path, options: SlurmOptions, limit: int, threads: int, gpus: float):
+        self.out, self.options, self.limit = out, options, limit
+        self.threads, self.gpus = threads, gpus
+        self.where = f"as Slurm jobs ({options.cluster})"
+        self._executor: Any = None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """One submitit executor with what every job asks Slurm for."""
+        submitit = import_submitit()
+        executor = submitit.AutoExecutor(
+            folder=self.out.resolve() / "slurm" / "%j", cluster=self.options.cluster
+        )
+        params: dict[str, Any] = {
+            "timeout_min": self.options.time_min,
+            "cpus_per_task": self.options.cpus or self.threads,
+        }
+        if self.options.cluster == "slurm":
+            params["slurm_signal_delay_s"] = SIGNAL_DELAY_S
+        n_gpus = self.options.gpus if self.options.gpus is not None else math.ceil(self.gpus)
+        if n_gpus:
+            params["gpus_per_node"] = n_gpus
+        if self.options.partition:
+            params["slurm_partition"] = self.options.partition
+        executor.update_parameters(**params)
+        self._executor = executor
+        yield
+
+    def submit(self, spec: RunSpec, run_dir: Path, log: Path) -> Any:
+        self._executor.update_parameters(name=f"ddn-{spec.name}")
+        job = self._executor.submit(
+            SlurmRun(asdict(spec), str(run_dir.resolve()), str(log.resolve()))
+        )
+        print(f"[sweep] {spec.name}: job {job.job_id}", file=sys.stderr, flush=True)
+        return job
+
+    def poll(self, running: dict[str, Any]) -> list[tuple[str, int, str]]:
+        done = []
+        for name, job in running.items():
+            if not job.done():
+                continue
+            try:
+                done.append((name, int(job.result()), ""))
+            except Exception as exc:  # the job itself failed (node lost, cancelled, ...)
+                error = f"Slurm job {job.job_id}: {exc}".splitlines()[0][:ERROR_CHARS]
+                done.append((name, EXIT_FAILED, error))
+        if not done:
+            time.sleep(POLL_S)
+        return done
+
+    def stop(self, running: dict[str, Any]) -> dict[str, int]:
+        """Cancel the runs' jobs; running the sweep again resumes each run from its
+        latest checkpoint."""
+        for job in running.values():
             with contextlib.suppress(Exception):
                 job.cancel(check=False)
-            outcomes[name].status = "interrupted"
-        raise
+        return {}
