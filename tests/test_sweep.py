@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -199,3 +201,75 @@ def test_ray_local_instance_gives_the_same_layout(local_sweep, tmp_path):
     assert _layout(out) == _layout(local_sweep)
     assert _summaries(out) == _summaries(local_sweep)  # CPU, same seeds: same numbers
     assert {r["status"] for r in _status(out).values()} == {"finished"}
+
+
+class _ScriptedBackend:
+    """A scheduler whose runs end with scripted exit statuses, one per attempt."""
+
+    stopping = "test"
+    where = "scripted"
+
+    def __init__(self, codes: dict[str, list[int]], limit: int, interrupt_after: int = -1):
+        self.codes, self.limit = codes, limit
+        self.interrupt_after = interrupt_after
+        self.polls = 0
+        self.most_at_once = 0
+        self.stopped: list[str] = []
+
+    def session(self):
+        return contextlib.nullcontext()
+
+    def submit(self, spec, run_dir, log):
+        return spec.name
+
+    def poll(self, running):
+        self.most_at_once = max(self.most_at_once, len(running))
+        self.polls += 1
+        if self.polls == self.interrupt_after:
+            raise KeyboardInterrupt
+        name = sorted(running)[0]
+        code = self.codes[name].pop(0)
+        return [(name, code, "backend says no" if code == 1 else "")]
+
+    def stop(self, running):
+        self.stopped = sorted(running)
+        return {name: 3 for name in running if name == "a"}  # "a" checkpointed and exited
+
+
+def _drive(tmp_path: Path, backend: _ScriptedBackend) -> tuple[dict, bool]:
+    """Runs a, b, c under ``drive``: (name -> (status, attempts, error), interrupted)."""
+    from ddn.sweep.scheduler import drive
+    from ddn.sweep.state import Outcome, Progress
+
+    (spec,) = load_sweep(_write(tmp_path, TINY.replace("seeds: [0, 1]", "seeds: [0]")
+                                .replace("[vdn, qmix]", "[vdn]"))).runs  # fmt: skip
+    specs = [dataclasses.replace(spec, name=name) for name in "abc"]
+    outcomes = {s.name: Outcome(s.name, "pending", log=str(tmp_path / s.name)) for s in specs}
+    progress = Progress(len(specs), 0, {s.name: 1 for s in specs})
+    try:
+        drive(backend, specs, tmp_path, outcomes, progress, max_attempts=2)
+        interrupted = False
+    except KeyboardInterrupt:
+        interrupted = True
+    return {n: (o.status, o.attempts, o.error) for n, o in outcomes.items()}, interrupted
+
+
+def test_the_shared_loop_retries_once_caps_runs_and_stops(tmp_path, capsys):
+    """The loop every scheduler runs under: a failed run goes again once and then counts
+    as failed with the scheduler's error; never more than ``limit`` runs at once; Ctrl-C
+    stops every running run, marks it interrupted and is raised again."""
+    backend = _ScriptedBackend({"a": [0], "b": [1, 1], "c": [1, 0]}, limit=2)
+    result, interrupted = _drive(tmp_path, backend)
+    assert not interrupted
+    assert result == {
+        "a": ("finished", 1, ""),
+        "b": ("failed", 2, "backend says no"),
+        "c": ("finished", 2, "backend says no"),  # the first attempt's error is kept
+    }
+    assert backend.most_at_once == 2
+    assert "b failed (backend says no); retrying" in capsys.readouterr().err
+
+    stopping = _ScriptedBackend({}, limit=3, interrupt_after=1)
+    result, interrupted = _drive(tmp_path, stopping)
+    assert interrupted and stopping.stopped == ["a", "b", "c"]
+    assert result == {n: ("interrupted", 1, "") for n in "abc"}
