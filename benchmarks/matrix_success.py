@@ -26,6 +26,7 @@ import torch
 from ddn.analysis.plot import metric_series
 from ddn.config import resolve
 from ddn.experiment import Experiment
+from ddn.run_folder import RunFolder
 
 ALGOS = ["qplex", "qtran", "cw_qmix", "ow_qmix", "qmix", "vdn"]
 
@@ -34,8 +35,9 @@ def run_seed(algo: str, seed: int, updates: int | None, sets: list[str], out: Pa
     """Train one seed (or read back a finished run) -> its final greedy test result and
     the greedy test win rate at every test (the curve: QPLEX can leave the optimum)."""
     run_dir = out / algo / str(seed)
+    folder = RunFolder(run_dir)
     seconds = None
-    if not (run_dir / "summary.json").is_file():
+    if not folder.summary_path.is_file():
         overrides = ["device=cpu", "save_model=false", *sets]
         cfg = resolve("matrix", algo, overrides=overrides, seed=seed)
         if updates is not None:  # one update per batch_size_run collected episodes
@@ -44,7 +46,7 @@ def run_seed(algo: str, seed: int, updates: int | None, sets: list[str], out: Pa
         t0 = time.perf_counter()
         Experiment(cfg, run_dir, progress=False).run()
         seconds = time.perf_counter() - t0
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = folder.summary() or {}
     steps, wins = metric_series(run_dir, "test/win_rate")
     return {
         "seed": seed,

@@ -25,6 +25,7 @@ import torch
 from ddn.analysis.plot import metric_series
 from ddn.config import resolve
 from ddn.experiment import Experiment
+from ddn.run_folder import RunFolder
 
 SETTINGS = ["optimizer=adam", "lr=0.001", "td_lambda=0.6", "batch_size_run=4",
             "updates_per_iteration=1",
@@ -48,9 +49,10 @@ def main() -> None:
     for algo in args.algos:
         cfg = resolve("smax", algo, args.map, SETTINGS, seed=args.seed, t_max=args.t_max)
         run_dir = args.out / f"smax-{args.map}-{algo}-{args.seed}"
+        folder = RunFolder(run_dir)
         exp = (
             Experiment.resume(run_dir)
-            if (run_dir / "checkpoints").is_dir() and not (run_dir / "summary.json").is_file()
+            if folder.checkpoints() and not folder.summary_path.is_file()
             else Experiment(cfg, run_dir)
         )
         t0 = time.perf_counter()

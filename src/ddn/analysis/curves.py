@@ -191,13 +191,17 @@ _T975 = (
 )  # fmt: skip
 
 
+# The standard normal's 0.975 quantile, the limit of t_{0.975, df} as df grows.
+_Z975 = 1.959964
+
+
 def t_quantile_975(df: int) -> float:
     """t_{0.975, df}: table up to 30, then the Cornish-Fisher expansion (error < 1e-3)."""
     if df < 1:
         return float("nan")
     if df <= len(_T975):
         return _T975[df - 1]
-    z = 1.959964
+    z = _Z975
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 

@@ -30,13 +30,18 @@ from ddn.analysis.curves import RunRecord, variant_labels
 from ddn.config import is_ddn
 from ddn.run_folder import EPISODES_FILE
 
+# marl-eval's absolute metric re-evaluates the best policy with this many times the
+# episodes of one test (Gorsane et al. 2022).
+ABSOLUTE_EPISODES_FACTOR = 10
+
 
 # ---------------------------------------------------------------------- marl-eval
 def _absolute(tests: list[dict[str, Any]], evals: list[dict[str, Any]]) -> dict[str, list]:
     wins = "won" in tests[-1]
-    ten_x = [e for e in evals if len(e["return"]) == 10 * len(tests[-1]["return"])]
-    if ten_x:
-        latest = ten_x[-1]
+    n_absolute = ABSOLUTE_EPISODES_FACTOR * len(tests[-1]["return"])
+    re_evaluations = [e for e in evals if len(e["return"]) == n_absolute]
+    if re_evaluations:
+        latest = re_evaluations[-1]
         out = {"return": latest["return"]}
         if wins and "won" in latest:
             out["win_rate"] = latest["won"]
