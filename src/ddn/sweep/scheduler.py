@@ -103,8 +103,8 @@ def drive(
                     outcome = outcomes[name]
                     if _finish(outcome, code, started, progress, error):
                         if outcome.attempts < max_attempts:
-                            print(f"[sweep] {name} failed ({outcome.error}); retrying",
-                                  file=sys.stderr, flush=True)  # fmt: skip
+                            retry = f"[sweep] {name} failed ({outcome.error}); retrying"
+                            print(retry, file=sys.stderr, flush=True)
                             queue.insert(0, spec)
                         else:
                             outcome.status = "failed"
