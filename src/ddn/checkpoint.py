@@ -33,6 +33,13 @@ MANIFEST_FILE = "manifest.json"
 _HASH_CHUNK = 1 << 22
 
 
+# What every damaged-checkpoint message ends with.
+_FIX = (
+    "Delete that checkpoint folder to fall back to an earlier one, "
+    "or pass --checkpoint with another t_env."
+)
+
+
 class CheckpointError(ValueError):
     """A missing, corrupt or mismatched checkpoint; the message names the fix."""
 
@@ -192,9 +199,7 @@ def _load(path: Path) -> dict[str, Any]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad files
         raise CheckpointError(
-            f"checkpoint file {path} is corrupt or unreadable ({unreadable_reason(exc)}). "
-            "Delete that checkpoint folder to fall back to an earlier one, "
-            "or pass --checkpoint with another t_env."
+            f"checkpoint file {path} is corrupt or unreadable ({unreadable_reason(exc)}). {_FIX}"
         ) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint file {path} does not hold a ddn checkpoint")
@@ -214,23 +219,19 @@ def _verify(folder: Path) -> list[str]:
     manifest = folder / MANIFEST_FILE
     if not manifest.is_file():  # written before checksums existed
         return [name for name in (STATE_FILE, BUFFER_FILE) if (folder / name).is_file()]
-    fix = (
-        "Delete that checkpoint folder to fall back to an earlier one, "
-        "or pass --checkpoint with another t_env."
-    )
     try:
         files = json.loads(manifest.read_text())["files"]
         entries = [(str(name), int(e["bytes"]), str(e["sha256"])) for name, e in files.items()]
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
-        raise CheckpointError(f"checkpoint manifest {manifest} is corrupt. {fix}") from None
+        raise CheckpointError(f"checkpoint manifest {manifest} is corrupt. {_FIX}") from None
     for name, size, sha in entries:
         path = folder / name
         if not path.is_file():
-            raise CheckpointError(f"checkpoint file {path} is missing. {fix}")
+            raise CheckpointError(f"checkpoint file {path} is missing. {_FIX}")
         if path.stat().st_size != size or _sha256(path) != sha:
             raise CheckpointError(
                 f"checkpoint file {path} fails its checksum: its bytes changed after it "
-                f"was written (disk or copy error). {fix}"
+                f"was written (disk or copy error). {_FIX}"
             )
     return [name for name, _, _ in entries]
 
