@@ -219,9 +219,7 @@ QTRAN_SPEC = EnvSpec(n_agents=2, obs_dim=1, state_dim=1, n_actions=2, episode_li
 def test_qtran_joint_target_and_loss(double_q, want_y):
     """y = r + gamma * Q^-_jt(s', u', h^-') with u' the (double-Q) greedy joint action and
     h^-' the target agents' GRU outputs; the loss is L_td + 1 * L_opt + 0.1 * L_nopt."""
-    cfg = config(
-        "qtran", f"double_q={str(double_q).lower()}", "opt_loss=1.0", "nopt_min_loss=0.1"
-    )
+    cfg = config("qtran", f"double_q={str(double_q).lower()}", "opt_loss=1.0", "nopt_min_loss=0.1")
     online_obj, target_obj = objective_pair(cfg, QTRAN_SPEC)
     online_obj.joint = JointTable([[1.0, 2.0], [3.0, 4.0]], v=0.5)
     target_obj.joint = JointTable([[10.0, 20.0], [30.0, 40.0]], v=-99.0)
