@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint layers bench clean
 
 # torch is installed first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -27,12 +27,22 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/ddn demo --out demo
 
+# Two tiers (README.md, Development): `make test` runs everything, as CI does;
+# `make test-fast` leaves out the tests marked slow (learning runs, subprocesses, Ray,
+# JAX compilation, anything over about a second) for everyday work.
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q
 
-lint: $(STAMP)
+test-fast: $(TEST_STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: layers
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+
+# The import contracts of pyproject.toml's [tool.importlinter] (which layer may import which).
+layers: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 bench: $(STAMP)
 	$(PY) benchmarks/env_throughput.py
