@@ -55,6 +55,7 @@ def test_probability_of_improvement_of_two_fixed_score_sets():
     assert probability_of_improvement(np.array([[1.0], [3.0]]), np.array([[2.0]]), 50)[0] == 0.5
 
 
+@pytest.mark.slow
 def test_bootstrap_ci_covers_the_true_mean_at_about_its_nominal_rate():
     """Synthetic 10 runs x 3 tasks, task means 0.2, 0.5, 0.8 (true aggregate mean 0.5):
     the 95% stratified-bootstrap CI of the mean should hold 0.5 in about 95% of trials."""
@@ -190,6 +191,7 @@ def test_scores_are_normalised_per_task_and_arranged_for_rliable(study):
     assert ranged.ranges["predator_prey"] == (0.0, 20.0, "--score-range")
 
 
+@pytest.mark.slow
 def test_report_section_pairs_counts_and_left_out_runs(study):
     runs = find_runs([study])
     report = build_report(runs, aggregate=Options(reps=200, seed=0))
@@ -249,6 +251,7 @@ def test_score_range_parsing():
 
 
 # ---------------------------------------------------------------------- CLI: plots, exports
+@pytest.mark.slow
 def test_cli_profile_and_aggregate_plots(study, tmp_path, capsys):
     for kind in ("profile", "aggregate"):
         out = tmp_path / kind

@@ -34,6 +34,7 @@ def _faults(mode: str) -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
+@pytest.mark.slow
 def test_freed_large_tensor_is_reused_without_page_faults():
     pages = 4 * 64 * 2**20 // 4096
     # Default glibc: a block this large is a fresh mmap each time, so every page faults.

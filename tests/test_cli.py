@@ -118,11 +118,13 @@ def test_resume_of_a_non_run_folder(tmp_path, capsys):
         (["--device", "cpu"], "--device"),
     ],
 )
+@pytest.mark.slow
 def test_resume_refuses_new_settings(trained_run, capsys, extra, flag):
     line = one_line_error(capsys, main(["train", "--resume", str(trained_run), *extra]))
     assert "--resume takes the run's own config.yaml" in line and flag in line
 
 
+@pytest.mark.slow
 def test_resume_with_an_edited_config(trained_run, tmp_path, capsys):
     import shutil
 
@@ -148,6 +150,7 @@ def test_evaluate_a_non_run_folder(tmp_path, capsys):
     assert "not a ddn run folder" in line
 
 
+@pytest.mark.slow
 def test_evaluate_bad_arguments(trained_run, capsys):
     line = one_line_error(capsys, main(["evaluate", "--run", str(trained_run), "--episodes", "0"]))
     assert "--episodes must be >= 1" in line
@@ -156,6 +159,7 @@ def test_evaluate_bad_arguments(trained_run, capsys):
     assert "no checkpoint at t_env=7" in line
 
 
+@pytest.mark.slow
 def test_evaluate_a_corrupt_checkpoint(trained_run, tmp_path, capsys):
     import shutil
 
@@ -199,6 +203,7 @@ def test_list(capsys):
 
 
 # ---------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_train_then_evaluate(trained_run, capsys):
     capsys.readouterr()
     assert (trained_run / "config.yaml").is_file()
@@ -253,6 +258,7 @@ def test_render_random_policy(tmp_path, capsys):
     assert info["steps"] <= 10
 
 
+@pytest.mark.slow
 def test_render_a_trained_run(trained_run, tmp_path, capsys):
     out = tmp_path / "run.gif"
     assert main(["render", "--out", str(out), "--run", str(trained_run)]) == 0

@@ -459,6 +459,7 @@ def test_distillation_losses_match_a_hand_computation():
 
 
 # ---------------------------------------------------------------- 6. frozen teacher
+@pytest.mark.slow
 def test_student_distils_a_frozen_teacher():
     """A random GGN, never updated; only L_local steps. The student comes to agree with it."""
     learner, batch = setup("ddn_vdn", "idm=false", "student_lr=0.002", seed=0)
@@ -794,6 +795,7 @@ def test_learner_state_dict_round_trip():
     _state_equal(fresh.state_dict(), learner.state_dict())
 
 
+@pytest.mark.slow
 def test_ddn_run_resumes_like_an_uninterrupted_run(tmp_path):
     cfg = tiny_cfg("ddn", *EXP, "save_buffer=true")
     a = Experiment(cfg, tmp_path / "a", progress=False).run()

@@ -46,7 +46,10 @@ def _play(env: MultiAgentEnvVec, seed: int = 0) -> list:
     return trace
 
 
-@pytest.mark.parametrize(("api", "processes"), [("auto", False), ("v2", False), ("auto", True)])
+@pytest.mark.parametrize(
+    ("api", "processes"),
+    [("auto", False), ("v2", False), pytest.param("auto", True, marks=pytest.mark.slow)],
+)
 def test_a_v2_env_plays_exactly_like_its_v1_twin(api, processes):
     """The same battle behind both APIs, same seeds and actions: identical outputs step
     by step, time-outs included (v2 says them with truncated=True, no info key)."""
@@ -90,7 +93,7 @@ def test_per_agent_rewards_are_refused_with_the_fix():
         env.step(torch.ones(2, 3, dtype=torch.long))
 
 
-@pytest.mark.parametrize("processes", [False, True])
+@pytest.mark.parametrize("processes", [False, pytest.param(True, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("where", ["step", "reset"])
 def test_the_envs_own_error_stops_the_run_with_its_traceback(where, processes):
     env = _vec(V2, processes=processes, raise_in=where, raise_at=2)

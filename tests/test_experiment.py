@@ -189,6 +189,7 @@ def test_updates_per_iteration_counts_updates_and_target_syncs(tmp_path, k):
     assert exp.learner.last_target_update_episode == exp.episode - exp.episode % 8
 
 
+@pytest.mark.slow
 def test_resume_with_several_updates_per_iteration_is_exact(tmp_path):
     cfg = tiny("save_buffer=true", "t_max=600", "updates_per_iteration=2")
     a = Experiment(cfg, tmp_path / "a", progress=False).run()
@@ -204,6 +205,7 @@ def test_resume_with_several_updates_per_iteration_is_exact(tmp_path):
 
 # ---------------------------------------------------------------- resume
 @pytest.mark.parametrize("keep", [0, 1, 2])
+@pytest.mark.slow
 def test_resume_is_equivalent_to_an_uninterrupted_run(tmp_path, keep):
     cfg = tiny("save_buffer=true", "t_max=1000", "keep_checkpoints=0")
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
@@ -263,6 +265,7 @@ def reference_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("k", [6, 11])
+@pytest.mark.slow
 def test_resume_after_a_crash_mid_iteration(tmp_path, reference_run, k):
     cfg, summary_a, events_a, episodes_a = reference_run
     run = tmp_path / "run"
@@ -286,6 +289,7 @@ def test_resume_after_a_crash_mid_iteration(tmp_path, reference_run, k):
     assert read_metrics(run / "episodes.jsonl") == episodes_a
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_process_then_resume_matches(tmp_path, reference_run):
     cfg, summary_a, events_a, episodes_a = reference_run
     run = tmp_path / "run"
@@ -305,6 +309,7 @@ def test_ctrl_c_in_process_then_resume_matches(tmp_path, reference_run):
     assert read_metrics(run / "episodes.jsonl") == episodes_a
 
 
+@pytest.mark.slow
 def test_resume_without_saved_buffer_refills_it(tmp_path):
     cfg = tiny("t_max=600")
     run = tmp_path / "run"
@@ -522,6 +527,7 @@ def _wait_for_checkpoint(proc: subprocess.Popen, run: Path, timeout: float = 60.
 LONG = ("t_max=8000", "save_model_interval=300", "test_interval=500", "log_interval=200")
 
 
+@pytest.mark.slow
 def test_sigkill_between_checkpoints_then_resume(tmp_path):
     run = tmp_path / "run"
     proc = _start_train(run, *LONG)
@@ -551,6 +557,7 @@ def test_sigkill_between_checkpoints_then_resume(tmp_path):
     assert all(name.endswith(f"-{proc.pid}") for name in hidden), hidden
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_and_resumes(tmp_path):
     run = tmp_path / "run"
     proc = _start_train(run, *LONG)

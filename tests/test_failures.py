@@ -85,6 +85,7 @@ def finished_run(tmp_path_factory) -> Path:
 
 # ---------------------------------------------------------------- 1. divergence
 @pytest.mark.parametrize("what", ["loss", "grad_norm", "weights"])
+@pytest.mark.slow
 def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, what):
     run = tmp_path / "run"
     exp = Experiment(tiny("t_max=1000"), run, progress=False)
@@ -145,6 +146,7 @@ def test_evaluate_and_export_refuse_non_finite_weights(finished_run, tmp_path, c
     assert main(["evaluate", "--run", str(run), "--episodes", "2", "--checkpoint", earlier]) == 0
 
 
+@pytest.mark.slow
 def test_runaway_q_warns_once_in_the_log_and_on_the_console(tmp_path, capsys):
     # A factor this small makes any Q "runaway": the check, not a diverging run, is tested.
     run = tmp_path / "run"
@@ -179,6 +181,7 @@ def test_out_into_another_run_is_refused(finished_run, tmp_path, capsys):
     assert load_checkpoint(run)[1]["config"]["lr"] == 0.01
 
 
+@pytest.mark.slow
 def test_a_run_that_ended_without_checkpoints_is_not_replaced(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(train_args(run, "--set", "save_model=false")) == 0
@@ -187,6 +190,7 @@ def test_a_run_that_ended_without_checkpoints_is_not_replaced(tmp_path, capsys):
     assert "already holds a run that ended" in line and "--overwrite" in line
 
 
+@pytest.mark.slow
 def test_same_command_after_a_kill_before_the_first_checkpoint_starts_cleanly(tmp_path):
     cfg = tiny()
     run = tmp_path / "run"
@@ -216,6 +220,7 @@ def _env() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.slow
 def test_a_signal_checkpoints_prints_the_resume_command_and_exits_128_plus_it(tmp_path, signum):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "ddn.cli", *train_args(run, "--set", "t_max=100000")]
@@ -237,6 +242,7 @@ def test_a_signal_checkpoints_prints_the_resume_command_and_exits_128_plus_it(tm
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.slow
 def test_a_second_signal_aborts_without_saving(tmp_path, signum):
     run = tmp_path / "run"
     exp = Experiment(tiny("t_max=1000"), run, progress=False)
@@ -281,6 +287,7 @@ def _fail_writes_after(monkeypatch, budget: int, err: int = errno.ENOSPC) -> Non
 
 
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EACCES])
+@pytest.mark.slow
 def test_a_failed_checkpoint_write_removes_its_files_and_keeps_the_last_good(
     tmp_path, monkeypatch, capsys, err
 ):
@@ -332,6 +339,7 @@ def test_config_yaml_is_written_atomically(tmp_path, monkeypatch):
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
+@pytest.mark.slow
 def test_file_size_limit_in_a_real_process_fails_cleanly(tmp_path):
     """RLIMIT_FSIZE makes the kernel refuse writes past a size (EFBIG), as a full disk."""
     import resource
@@ -355,6 +363,7 @@ def test_file_size_limit_in_a_real_process_fails_cleanly(tmp_path):
         load_checkpoint(run, t)
 
 
+@pytest.mark.slow
 def test_keep_checkpoints(tmp_path):
     for keep, want in ((2, 2), (0, 5)):
         run = tmp_path / f"keep{keep}"
@@ -377,11 +386,13 @@ def test_keep_checkpoints(tmp_path):
          "batch_size=100 is larger than buffer_size=64"),
     ],
 )  # fmt: skip
+@pytest.mark.slow
 def test_bad_sizes_are_one_line(tmp_path, capsys, args, message):
     line = one_line_error(capsys, main(train_args(tmp_path / "r", *args)))
     assert message in line
 
 
+@pytest.mark.slow
 def test_unwritable_out_is_one_line(tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("x")
@@ -422,6 +433,7 @@ def test_a_cut_last_metrics_line_is_still_skipped(tmp_path):
     assert read_metrics(path) == [{"t_env": 0, "x": 1}]
 
 
+@pytest.mark.slow
 def test_worker_error_mid_run_is_one_line(tmp_path, capsys):
     """A PyMARL-interface env (tests/fake_sc2.py) losing its game in the worker process,
     with no restart allowed: the adapter's WorkerError ends the run with one line. (An
@@ -521,6 +533,7 @@ SAVE_STEPS = [
 
 
 @pytest.mark.parametrize(("step", "k"), SAVE_STEPS)
+@pytest.mark.slow
 def test_a_crash_at_any_point_of_a_save_leaves_exactly_one_usable_latest(
     finished_run, tmp_path, monkeypatch, step, k
 ):
@@ -606,6 +619,7 @@ def _kill_during(proc, run: Path, signum: int, when: float | None) -> tuple[bool
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.slow
 def test_killed_at_random_moments_and_resumed_ends_identical(tmp_path, signum):
     cfg = tiny(*FAULT)
     reference = tmp_path / "reference"

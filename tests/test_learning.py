@@ -22,7 +22,8 @@ from ddn.experiment import Experiment
 from ddn.nets.mixers import MixContext
 from ddn.rollout import Collector
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# Learning runs: minutes of training each, so only in the full tier (`make test`).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def _train_matrix(algo: str, updates: int, seed: int, tmp_path) -> tuple[Experiment, dict]:

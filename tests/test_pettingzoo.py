@@ -150,6 +150,7 @@ def test_bad_envs_are_reported() -> None:
         make("pettingzoo", env_fn="no_such_module:env")
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_episodes() -> None:
     _spread_or_skip()
     outs = []
@@ -166,6 +167,7 @@ def test_worker_processes_give_the_same_episodes() -> None:
     assert torch.equal(outs[0], outs[1])
 
 
+@pytest.mark.slow
 def test_short_qmix_run(tmp_path: Path) -> None:
     _spread_or_skip()
     from ddn.cli import main

@@ -180,7 +180,13 @@ EQUIVALENCE_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", list(EQUIVALENCE_CONFIGS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in ("paper", "big-view") else name
+        for name in EQUIVALENCE_CONFIGS
+    ],
+)
 def test_matches_reference_step_for_step(name):
     params, episodes = EQUIVALENCE_CONFIGS[name]
     num_envs = 16
