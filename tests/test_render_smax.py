@@ -10,6 +10,9 @@ pytest.importorskip("jaxmarl")
 from ddn.analysis.render_smax import render_smax
 from ddn.cli import main
 
+# Both tests compile a SMAX battle with JAX: the slow tier only.
+pytestmark = pytest.mark.slow
+
 
 def test_render_smax_writes_one_frame_per_step(tmp_path):
     info = render_smax(tmp_path / "b.gif", seed=1, map_name="3m", size=200)

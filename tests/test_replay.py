@@ -43,6 +43,7 @@ def _untrained_run(cfg, tmp_path: Path) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_smac_save_replay_calls_the_games_save_replay_once_into_the_run(
     tmp_path, monkeypatch, capsys
 ):
@@ -81,6 +82,7 @@ def test_predator_prey_save_replay_writes_a_gif_and_says_so(tmp_path, capsys):
     assert "no StarCraft II replay" in captured.err and "GIF" in captured.err
 
 
+@pytest.mark.slow
 def test_smax_save_replay_writes_a_gif_and_says_so(tmp_path, capfd):
     """3m's default parameters, as in test_render_smax.py, whose compiled step it reuses.
     capfd, not capsys: importing jaxmarl for the first time rebinds sys.stdout."""

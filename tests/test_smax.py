@@ -57,6 +57,7 @@ def test_missing_jaxmarl_gives_install_command(monkeypatch: pytest.MonkeyPatch) 
         ddn.envs.make("smax", num_envs=2, map_name="3m")
 
 
+@pytest.mark.slow
 def test_import_ddn_does_not_import_jax() -> None:
     code = "import sys, ddn; assert 'smax' in ddn.envs.list_envs(); print('jax' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -195,6 +196,7 @@ def _assert_same(out, raw: RawSMAX, rows: torch.Tensor, scale_features: bool = T
 @pytest.mark.parametrize(
     ("policy", "scale_features"), [("focus_fire", True), ("random", True), ("random", False)]
 )
+@pytest.mark.slow
 def test_matches_raw_jaxmarl_step_by_step(policy: str, scale_features: bool) -> None:
     env = ddn.envs.make("smax", num_envs=B, seed=11, map_name="3m", scale_features=scale_features)
     out = env.reset()
@@ -240,6 +242,7 @@ def test_matches_raw_jaxmarl_step_by_step(policy: str, scale_features: bool) -> 
 
 
 @requires_jaxmarl
+@pytest.mark.slow
 def test_time_out_is_truncation() -> None:
     limit = 4  # the armies start ~16 apart: nobody can die within 4 steps
     env = ddn.envs.make("smax", num_envs=B, seed=2, map_name="3m", episode_limit=limit)
@@ -264,6 +267,7 @@ def test_time_out_is_truncation() -> None:
 
 # ------------------------------------------------------------------ protocol
 @requires_jaxmarl
+@pytest.mark.slow
 def test_seeding_and_generator_state_reproduce_episodes() -> None:
     def rollout(env, n: int = 8) -> list[torch.Tensor]:
         out = env.reset()
@@ -289,6 +293,7 @@ def test_seeding_and_generator_state_reproduce_episodes() -> None:
 
 
 @requires_jaxmarl
+@pytest.mark.slow
 def test_bad_actions_raise_one_clear_error() -> None:
     env = ddn.envs.make("smax", num_envs=B, seed=0, map_name="3m")
     with pytest.raises(RuntimeError, match="reset"):
@@ -311,6 +316,7 @@ def test_bad_actions_raise_one_clear_error() -> None:
     ("map_name", "n_agents", "n_enemies"),
     [("2s3z", 5, 5), ("3s5z", 8, 8), ("5m_vs_6m", 5, 6), ("3s5z_vs_3s6z", 8, 9)],
 )
+@pytest.mark.slow
 def test_shapes_per_map(map_name: str, n_agents: int, n_enemies: int) -> None:
     env = ddn.envs.make("smax", num_envs=2, seed=0, map_name=map_name)
     spec = env.spec
@@ -331,6 +337,7 @@ def test_shapes_per_map(map_name: str, n_agents: int, n_enemies: int) -> None:
 
 
 @requires_jaxmarl
+@pytest.mark.slow
 def test_outputs_share_memory_with_jax() -> None:
     """On the CPU the hand-over is zero-copy (DLPack), not a numpy round trip."""
     env = ddn.envs.make("smax", num_envs=B, seed=0, map_name="3m")
@@ -340,6 +347,7 @@ def test_outputs_share_memory_with_jax() -> None:
 
 
 @requires_jaxmarl
+@pytest.mark.slow
 def test_map_reaches_smax_through_config() -> None:
     from ddn import config as config_mod
     from ddn.experiment import make_env

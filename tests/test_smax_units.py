@@ -22,7 +22,11 @@ import ddn
 from ddn.envs.smax import INSTALL_HINT
 from ddn.envs.smax import env as smax_mod
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("jaxmarl") is None, reason=INSTALL_HINT)
+# Every test here compiles the extended SMAX engine with JAX: the slow tier only.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("jaxmarl") is None, reason=INSTALL_HINT),
+]
 
 STOP = 4
 DT = 1.0 / 16  # SMAX's world step; 8 of them per env step

@@ -85,6 +85,7 @@ def test_bad_sweep_file_is_one_error(tmp_path, capsys):
     assert main(["sweep", "no/such/sweep"]) == 2
 
 
+@pytest.mark.slow
 def test_local_pool_runs_every_run(local_sweep):
     out = local_sweep
     layout = _layout(out)
@@ -97,6 +98,7 @@ def test_local_pool_runs_every_run(local_sweep):
     assert all((out / "logs" / f"{n}.log").is_file() for n in NAMES)
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_and_resumes_unfinished(local_sweep, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(local_sweep, out)
@@ -118,6 +120,7 @@ def test_rerun_skips_finished_and_resumes_unfinished(local_sweep, tmp_path):
     assert t_envs == sorted(set(t_envs)) and t_envs[-1] == 1024
 
 
+@pytest.mark.slow
 def test_runs_of_an_older_ddn_carry_on_and_changed_ones_are_refused(local_sweep, tmp_path, capsys):
     """A campaign spans ddn versions: config keys added since count as their defaults.
     A key whose value differs is another configuration, refused with one line."""
@@ -139,6 +142,7 @@ def test_runs_of_an_older_ddn_carry_on_and_changed_ones_are_refused(local_sweep,
     assert len(err) == 1 and "keys differ: ['gamma']" in err[0]
 
 
+@pytest.mark.slow
 def test_killed_sweep_finishes_only_missing_runs(tmp_path):
     sweep_file = _write(tmp_path)
     out = tmp_path / "out"
@@ -165,6 +169,7 @@ def test_killed_sweep_finishes_only_missing_runs(tmp_path):
     assert all(s["finished"] for s in _summaries(out).values())
 
 
+@pytest.mark.slow
 def test_failing_run_is_retried_once_and_reported(tmp_path, capsys):
     text = """
 algos: [vdn]
@@ -190,6 +195,7 @@ variants:
     assert "retrying" in printed.err
 
 
+@pytest.mark.slow
 def test_ray_local_instance_gives_the_same_layout(local_sweep, tmp_path):
     ray = pytest.importorskip("ray")
     out = tmp_path / "ray"

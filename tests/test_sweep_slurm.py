@@ -54,6 +54,7 @@ def slurm_sweep(tmp_path_factory) -> tuple[Path, Path]:
     return tmp, out
 
 
+@pytest.mark.slow
 def test_slurm_jobs_give_the_local_pools_run_folders(slurm_sweep):
     tmp, out = slurm_sweep
     assert {d.name for d in out.iterdir() if d.is_dir()} == NAMES | {"logs", "slurm"}
@@ -70,6 +71,7 @@ def test_slurm_jobs_give_the_local_pools_run_folders(slurm_sweep):
     assert len({p.name for p in (out / "slurm").iterdir() if p.is_dir()} - {"%j"}) == 2
 
 
+@pytest.mark.slow
 def test_slurm_rerun_skips_finished_and_resumes_unfinished(slurm_sweep, tmp_path):
     _, done = slurm_sweep
     out = tmp_path / "copy"
@@ -88,6 +90,7 @@ def test_slurm_rerun_skips_finished_and_resumes_unfinished(slurm_sweep, tmp_path
     assert _summaries(out) == before
 
 
+@pytest.mark.slow
 def test_slurm_failed_run_is_retried_once(tmp_path):
     (tmp_path / "bad.yaml").write_text(
         "algos: [vdn]\nenvs: [matrix]\nseeds: [0]\nt_max: 64\n"
@@ -99,6 +102,7 @@ def test_slurm_failed_run_is_retried_once(tmp_path):
     assert "payoff" in outcome.error
 
 
+@pytest.mark.slow
 def test_time_limit_warning_checkpoints_and_resubmits_the_run(tmp_path):
     """What submitit calls in a job on Slurm's time-limit or preemption warning:
     ``checkpoint()`` stops the run with a checkpoint (exit status 3) and hands back the

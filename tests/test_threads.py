@@ -66,6 +66,7 @@ def test_thread_count_does_not_make_another_experiment():
 
 
 # ---------------------------------------------------------------- Python API and train
+@pytest.mark.slow
 def test_experiment_applies_and_records_the_count(tmp_path):
     auto = Experiment(resolve("matrix", "vdn", overrides=MATRIX), tmp_path / "a", progress=False)
     assert (auto.threads, auto.threads_reason) == (1, "auto")
@@ -98,6 +99,7 @@ def test_a_run_made_before_the_threads_key_resumes(tmp_path):
     assert exp.t_env == 128 and exp.threads == 1
 
 
+@pytest.mark.slow
 def test_train_prints_and_records_the_threads(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--env", "matrix", "--algo", "vdn", "--out", str(run), "--no-progress"]
@@ -115,6 +117,7 @@ def test_train_prints_and_records_the_threads(tmp_path, capsys):
     assert err == ["ddn: error: threads must be >= 1 (or null for the automatic choice), got 0"]
 
 
+@pytest.mark.slow
 def test_evaluate_and_render_take_threads(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--env", "matrix", "--algo", "vdn", "--out", str(run), "--no-progress"]

@@ -126,6 +126,7 @@ def _wandb_records(path: Path) -> list:
     return records
 
 
+@pytest.mark.slow
 def test_wandb_offline_gets_the_runs_metrics_config_and_name(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -175,6 +176,7 @@ def mlflow_store(tmp_path, monkeypatch):
     return mlflow.tracking.MlflowClient()
 
 
+@pytest.mark.slow
 def test_mlflow_file_store_gets_the_runs_metrics_config_and_name(tmp_path, mlflow_store):
     run = _train(tmp_path, "[tensorboard,mlflow]")
     run_id = json.loads((run / "trackers.json").read_text())["mlflow"]

@@ -44,6 +44,7 @@ def _rollout(env: MultiAgentEnvVec, seed: int = 0) -> tuple[list, list]:
     return trace, actions
 
 
+@pytest.mark.slow
 def test_equivalence_simple() -> None:
     """One batch, every step compared to the raw fake (in-process and workers agree)."""
     outs = {}
@@ -77,6 +78,7 @@ def test_equivalence_simple() -> None:
     assert all(torch.equal(a.obs, b.obs) for a, b in zip(t0, t1, strict=True))
 
 
+@pytest.mark.slow
 def test_crashed_and_hung_workers_are_restarted(tmp_path: Path) -> None:
     """Step 2: one worker dies; step 3: another hangs. Both episodes are dropped."""
     kwargs = {"episode_limit": 30, "crash_at": 2, "hang_at": 3, "marker": str(tmp_path / "m")}
@@ -104,6 +106,7 @@ def test_crashed_and_hung_workers_are_restarted(tmp_path: Path) -> None:
         env.close()
 
 
+@pytest.mark.slow
 def test_game_error_and_self_restart_drop_the_episode(tmp_path: Path) -> None:
     """A lost connection to the game (ConnectionError) restarts the worker; the env's
     own bugs stop the run instead (tests/test_epymarl.py)."""
@@ -121,6 +124,7 @@ def test_game_error_and_self_restart_drop_the_episode(tmp_path: Path) -> None:
         env.close()
 
 
+@pytest.mark.slow
 def test_self_restart_is_dropped_without_process_restart(tmp_path: Path) -> None:
     kwargs = {"self_restart_at": 2, "marker": str(tmp_path / "m")}
     env = MultiAgentEnvVec(2, seed=0, factory=ImportFactory(FAKE, kwargs), processes=False)
@@ -132,6 +136,7 @@ def test_self_restart_is_dropped_without_process_restart(tmp_path: Path) -> None
     env.close()
 
 
+@pytest.mark.slow
 def test_build_errors_are_one_line_value_errors() -> None:
     with pytest.raises(WorkerError, match="not in the fake registry") as info:
         MultiAgentEnvVec(2, factory=ImportFactory(FAKE, {"map_name": "3z"}))
@@ -144,6 +149,7 @@ def test_build_errors_are_one_line_value_errors() -> None:
         make("pymarl")
 
 
+@pytest.mark.slow
 def test_pymarl_entry_runs_a_user_env() -> None:
     env = make(
         "pymarl",
@@ -167,6 +173,7 @@ def test_smac_missing_gives_the_install_command(monkeypatch: pytest.MonkeyPatch)
     assert "SC2PATH" in str(info.value) and isinstance(info.value, ValueError)
 
 
+@pytest.mark.slow
 def test_smac_adapter_against_the_fake(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(smac_mod, "SMAC_TARGET", FAKE)
     monkeypatch.setattr(smac_mod, "_preflight", lambda map_name: None)
@@ -179,6 +186,7 @@ def test_smac_adapter_against_the_fake(monkeypatch: pytest.MonkeyPatch) -> None:
         env.close()
 
 
+@pytest.mark.slow
 def test_training_loop_drops_broken_episodes_and_logs_the_count(tmp_path: Path) -> None:
     """A copy that SMAC-style restarts itself mid-episode: the loop keeps training, the
     broken episode never reaches the replay buffer, and the logs count it."""
