@@ -226,6 +226,7 @@ def test_train_then_evaluate(trained_run, capsys):
     assert sum(record["length"]) / 4 == result["test/ep_length_mean"]
 
 
+@pytest.mark.slow
 def test_train_prints_run_folder_and_summary(tmp_path, capsys):
     run = tmp_path / "m"
     code = main(
