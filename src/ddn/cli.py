@@ -313,14 +313,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ddn.config import is_ddn
+    from ddn.config import has_student
     from ddn.deploy import export_student
     from ddn.run import load_run
 
     run = load_run(args.run, args.checkpoint)
-    if not is_ddn(run.cfg.algo):
-        raise ConfigError(f"{args.run} is a {run.cfg.algo} run; only DDN runs have an LPN")
-    path = export_student(run.learner.student, args.out)
+    if not has_student(run.cfg.algo):
+        raise ConfigError(
+            f"{args.run} is a {run.cfg.algo} run; only DDN and its rivals' runs have a student"
+        )
+    path = export_student(run.policy("student"), args.out)
     print(json.dumps({"run": str(args.run), "checkpoint": run.t_env, "out": str(path)}))
     return 0
 

@@ -32,7 +32,14 @@ from ddn.suggest import suggest
 BASE_ALGORITHMS = ("iql", "vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran")
 # DDN on top of each base method; plain "ddn" is the paper's headline, DDN on QMIX.
 DDN_ALGORITHMS = ("ddn", *(f"ddn_{a}" for a in BASE_ALGORITHMS))
-ALGORITHMS = (*BASE_ALGORITHMS, *DDN_ALGORITHMS)
+# DDN's Table 2 rivals (docs/rivals.md): each trains a teacher that sees more and a
+# student on local observations; on QMIX unless suffixed with another mixer.
+RIVAL_BASES = {
+    "ctds": "qmix", "ctds_vdn": "vdn", "ctds_qplex": "qplex",
+    "ptde": "qmix", "igm_da": "qmix", "igm_bc": "qmix",
+}  # fmt: skip
+RIVAL_ALGORITHMS = tuple(RIVAL_BASES)
+ALGORITHMS = (*BASE_ALGORITHMS, *DDN_ALGORITHMS, *RIVAL_ALGORITHMS)
 
 
 # Where metrics go besides metrics.jsonl (always written): see ddn/trackers.py.
@@ -43,10 +50,17 @@ def is_ddn(algo: str) -> bool:
     return algo in DDN_ALGORITHMS
 
 
+def has_student(algo: str) -> bool:
+    """Whether ``algo`` trains a student on local observations (DDN and its rivals)."""
+    return is_ddn(algo) or algo in RIVAL_BASES
+
+
 def base_algo(algo: str) -> str:
     """The value-decomposition method under ``algo`` (``ddn`` -> ``qmix``)."""
     if algo == "ddn":
         return "qmix"
+    if algo in RIVAL_BASES:
+        return RIVAL_BASES[algo]
     return algo.removeprefix("ddn_")
 
 
@@ -135,6 +149,20 @@ class Config:
     idm_normalize: bool = True  # divide e by its running root mean square
     idm_embed_dim: int = 64
     idm_lr: float | None = None  # IDM predictor's Adam learning rate; unset, it follows lr
+    # The rivals (ctds*, ptde, igm_*; docs/rivals.md). IGM-DA's learner reads the
+    # available-action mask with its observation, as in its code.
+    igm_learner_avail: bool = True
+    # PTDE: the GIP module (z width, hypernetwork units, variance floor); test-time noise
+    # N(0, var_floor) on the student's z_hat; phase 2's dataset (episodes with the
+    # teacher acting at epsilon_finish) and its offline regression (Adam).
+    ptde_z_dim: int = 64
+    ptde_hyper_dim: int = 64
+    ptde_var_floor: float = 0.01
+    ptde_z_noise: bool = True
+    ptde_dataset_episodes: int = 800
+    ptde_distill_steps: int = 500_000
+    ptde_distill_lr: float = 1e-4
+    ptde_distill_batch: int = 2048
     # Logging, evaluation, checkpoints (intervals in environment steps).
     test_interval: int = 20_000
     test_nepisode: int = 32
@@ -168,10 +196,12 @@ _POSITIVE = (
     "central_mixing_embed_dim", "adv_hypernet_layers", "test_interval", "log_interval",
     "save_model_interval", "lr", "fusion_dim", "fusion_hypernet_dim", "student_lr",
     "distill_temperature", "idm_embed_dim", "idm_lr", "grad_norm_clip",
+    "ptde_z_dim", "ptde_hyper_dim", "ptde_var_floor", "ptde_dataset_episodes",
+    "ptde_distill_lr", "ptde_distill_batch",
 )  # fmt: skip
 _NON_NEGATIVE = (
     "test_nepisode", "epsilon_anneal_time", "w_block", "w_q", "w_feature",
-    "idm_coef", "keep_checkpoints", "runaway_q_factor",
+    "idm_coef", "keep_checkpoints", "runaway_q_factor", "ptde_distill_steps",
 )  # fmt: skip
 # Seeds feed torch's and numpy's generators (with offsets for the test environments).
 MAX_SEED = 2**62

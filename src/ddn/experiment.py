@@ -43,7 +43,7 @@ from ddn.config import Config, ConfigError, differing_keys, is_ddn
 from ddn.envs import VecEnv, get_entry, make
 from ddn.envs.errors import WorkerError
 from ddn.evaluate import policy_name, run_episodes
-from ddn.learners import DDNLearner, VDLearner
+from ddn.learners import CTDSLearner, DDNLearner, IGMDALearner, PTDELearner, VDLearner
 from ddn.logging import RunLogger, json_value
 from ddn.provenance import record_start
 from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
@@ -116,9 +116,18 @@ def make_env(cfg: Config, num_envs: int, seed: int, device: torch.device) -> Vec
         raise ConfigError(str(exc)) from None
 
 
-def build_learner(cfg: Config, spec, device: torch.device) -> VDLearner | DDNLearner:
+Learner = VDLearner | DDNLearner | CTDSLearner | PTDELearner | IGMDALearner
+
+
+def build_learner(cfg: Config, spec, device: torch.device) -> Learner:
     if is_ddn(cfg.algo):
         return DDNLearner(cfg, spec, device)
+    if cfg.algo.startswith("ctds"):
+        return CTDSLearner(cfg, spec, device)
+    if cfg.algo == "ptde":
+        return PTDELearner(cfg, spec, device)
+    if cfg.algo in ("igm_da", "igm_bc"):
+        return IGMDALearner(cfg, spec, device)
     return VDLearner(cfg, spec, device)
 
 
@@ -467,6 +476,8 @@ class Experiment:
                 self._test(logger)
             epsilon = self.iteration()
             bar.update(min(self.t_env, cfg.t_max) - bar.n)
+            if self.t_env >= cfg.t_max and not self._finish_learner(logger, stop):
+                return  # stopped during the learner's last phase
             if self.t_env - self.last_log >= cfg.log_interval or self.t_env >= cfg.t_max:
                 m = self._log_train(logger, epsilon)
                 self.last_log = self.t_env
@@ -483,8 +494,22 @@ class Experiment:
                 self.save()
             if stop.requested:
                 return
+        if not self._finish_learner(logger, stop):  # a resume inside the last phase
+            return
         if cfg.test_nepisode > 0 and self.last_test != self.t_env:
             self._test(logger)
+
+    def _finish_learner(self, logger: RunLogger, stop: _StopFlag) -> bool:
+        """A learner's phase after the training budget (PTDE's offline distillation):
+        run or continue it and log its metrics. False when a signal stopped it."""
+        phase_two = getattr(self.learner, "phase_two", None)
+        if phase_two is None or self.learner.student_ready:
+            return True
+        metrics = phase_two(self.env, lambda: stop.requested, self.progress)
+        if metrics is None:
+            return False
+        logger.log(self.t_env, metrics, episode=self.episode)
+        return True
 
     def _failure(self, exc: BaseException) -> str:
         """The one line a failed run ends with: what happened, what is kept, what to try."""

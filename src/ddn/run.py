@@ -26,11 +26,16 @@ Policy = Literal["teacher", "student"]
 class LoadedRun:
     cfg: Config
     env: VecEnv
-    learner: Any  # VDLearner or DDNLearner
+    learner: Any  # the algorithm's learner (experiment.build_learner)
     t_env: int
 
     def policy(self, which: Policy = "teacher") -> ActingNetwork:
-        """The GGN ("teacher", or the only network of a non-DDN run) or DDN's LPN."""
+        """The GGN ("teacher", or the only network of a run without a student) or the
+        student (DDN's LPN, a rival's student). A PTDE checkpoint taken before its phase 2
+        gets its student distilled here, first (its progress shown on stderr)."""
+        if which == "student" and getattr(self.learner, "student_ready", True) is False:
+            print("PTDE checkpoint before phase 2: distilling its student first", file=sys.stderr)
+            self.learner.phase_two(self.env)
         policies = self.learner.evaluation_policies()
         key = "test" if which == "teacher" else "test_student"
         if key not in policies:

@@ -1,6 +1,10 @@
-"""Learners: the value-decomposition TD learner, and DDN built on it by composition."""
+"""Learners: the value-decomposition TD learner, DDN built on it by composition, and
+DDN's Table 2 rivals (CTDS, PTDE, IGM-DA) built the same way."""
 
+from ddn.learners.ctds import CTDSLearner
 from ddn.learners.ddn import DDNLearner
+from ddn.learners.igm_da import IGMDALearner
+from ddn.learners.ptde import PTDELearner
 from ddn.learners.value_decomposition import VDLearner
 
-__all__ = ["DDNLearner", "VDLearner"]
+__all__ = ["CTDSLearner", "DDNLearner", "IGMDALearner", "PTDELearner", "VDLearner"]

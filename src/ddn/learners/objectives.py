@@ -49,6 +49,9 @@ class TDBatch:
     reward: torch.Tensor  # [E, T] the reward to learn from (DDN adds r_I)
     avail: torch.Tensor  # [E, T+1, N, A] with padding made all-available
     mask: torch.Tensor  # [E, T] float, 1 on real transitions
+    # [E, T, N] bootstrap actions at t+1 chosen by another network (IGM-DA's DAgger
+    # bootstraps the expert on the learner's greedy actions); None: the objective's own.
+    next_actions: torch.Tensor | None = None
 
     @property
     def chosen_q(self) -> torch.Tensor:
@@ -80,6 +83,8 @@ class TDObjective(nn.Module):
 
     def next_actions(self, td: TDBatch) -> torch.Tensor:
         """The bootstrap action at t+1: double-Q picks it with the online agents."""
+        if td.next_actions is not None:
+            return td.next_actions
         q = td.online.q if self.cfg.double_q else td.target.q
         return masked_argmax(q[:, 1:].detach(), td.avail[:, 1:])
 

@@ -90,10 +90,16 @@ class VDLearner:
         return metric_values(metrics)
 
     def td_update(
-        self, batch: EpisodeBatch, episode: int, reward: torch.Tensor | None = None
+        self,
+        batch: EpisodeBatch,
+        episode: int,
+        reward: torch.Tensor | None = None,
+        next_actions: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], AgentOutput]:
-        """The TD step on ``reward`` (default the batch's): returns the metrics and the
-        online agent outputs it was computed from (detached, pre-update)."""
+        """The TD step on ``reward`` (default the batch's), bootstrapping on
+        ``next_actions`` [E, T, N] where given (else the objective's own choice): returns
+        the metrics and the online agent outputs it was computed from (detached,
+        pre-update)."""
         online = self.agent.sequence(batch)
         with torch.no_grad():
             target = self.target_agent.sequence(batch)
@@ -104,6 +110,7 @@ class VDLearner:
             reward=batch.reward if reward is None else reward,
             avail=fix_avail(batch.avail),
             mask=batch.filled.float(),
+            next_actions=next_actions,
         )
         loss, metrics = self.objective(td, self.target_objective)
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,105 @@
+"""CTDS (Zhao et al., 2022): a teacher trained by value decomposition on privileged
+inputs, and a local student trained at the same time by regressing its Q-vector onto
+the teacher's.
+
+* teacher: the agent network of a :class:`~ddn.learners.value_decomposition.VDLearner`
+  (the mixer of ``ctds`` / ``ctds_vdn`` / ``ctds_qplex``), reading the state with its
+  local information (see :func:`build_privileged_teacher`); it acts in training;
+* student: a plain recurrent agent on local information, its only loss
+  :func:`ctds_loss` against the teacher's detached, pre-update Q-values, with its own
+  optimiser of the run's kind (RMSprop by default, as CTDS).
+
+``docs/rivals.md`` maps the method onto ddn and lists the choices made.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ddn.buffer import EpisodeBatch
+from ddn.config import Config
+from ddn.envs import EnvSpec
+from ddn.learners.value_decomposition import VDLearner, make_optimizer, metric_values
+from ddn.nets.agent import AgentQNetwork
+from ddn.nets.ddn import GuidingNetwork
+
+
+def ctds_loss(
+    student_q: torch.Tensor, teacher_q: torch.Tensor, filled: torch.Tensor
+) -> torch.Tensor:
+    """CTDS's distillation loss: the squared difference of the Q-vectors summed over all
+    agents and all actions (dead agents and unavailable actions included, as CTDS's code
+    does), averaged over the real transitions only (not over N * |A|).
+
+    student_q, teacher_q [E, T, N, A] (the teacher's detached); filled [E, T] bool.
+    """
+    sq = ((student_q - teacher_q.detach()) ** 2).sum(dim=(-1, -2))  # [E, T]
+    m = filled.to(sq.dtype)
+    return (sq * m).sum() / m.sum().clamp(min=1.0)
+
+
+def build_privileged_teacher(cfg: Config, spec: EnvSpec) -> GuidingNetwork:
+    """A recurrent agent on [s, o_i, u_i^{t-1}, id_i]: the GGN without its fusion block.
+
+    CTDS's teacher reads an unlimited-sight observation, IGM-DA's expert the "global
+    state"; in ddn's common regime both get the state next to the local observation.
+    """
+    return GuidingNetwork(
+        spec.obs_dim, spec.state_dim, spec.n_agents, spec.n_actions, cfg.rnn_hidden_dim,
+        personalized_state=False, last_action=cfg.obs_last_action, agent_id=cfg.obs_agent_id,
+    )  # fmt: skip
+
+
+def build_local_agent(cfg: Config, spec: EnvSpec) -> AgentQNetwork:
+    return AgentQNetwork(
+        spec.obs_dim, spec.n_agents, spec.n_actions, cfg.rnn_hidden_dim,
+        cfg.obs_last_action, cfg.obs_agent_id,
+    )  # fmt: skip
+
+
+class CTDSLearner:
+    def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device):
+        self.cfg, self.spec, self.device = cfg, spec, device
+        self.teacher = build_privileged_teacher(cfg, spec)
+        self.td = VDLearner(cfg, spec, device, agent=self.teacher)
+        self.student = build_local_agent(cfg, spec).to(device)
+        self.student_optimizer = make_optimizer(cfg, list(self.student.parameters()))
+
+    @property
+    def acting_network(self) -> nn.Module:
+        return self.teacher
+
+    def evaluation_policies(self) -> dict[str, nn.Module]:
+        return {"test": self.teacher, "test_student": self.student}
+
+    def train(self, batch: EpisodeBatch, episode: int) -> dict[str, float]:
+        batch = batch.to(self.device)
+        metrics, teacher_out = self.td.td_update(batch, episode)
+        metrics["train/L_td"] = metrics["train/loss"]
+        t = batch.filled.shape[1]
+        student_q = self.student.sequence(batch).q[:, :t]
+        loss = ctds_loss(student_q, teacher_out.q[:, :t], batch.filled)
+        self.student_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.grad_norm_clip)
+        self.student_optimizer.step()
+        metrics["train/L_kd"] = loss.detach()
+        return metric_values(metrics)
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "td": self.td.state_dict(),
+            "student": self.student.state_dict(),
+            "student_optimizer": self.student_optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.td.load_state_dict(state["td"])
+        self.student.load_state_dict(state["student"])
+        self.student_optimizer.load_state_dict(state["student_optimizer"])
+
+    def policy_state_dict(self) -> dict:
+        """What evaluation needs: both networks' weights."""
+        return {"teacher": self.teacher.state_dict(), "student": self.student.state_dict()}
