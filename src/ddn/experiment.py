@@ -476,12 +476,12 @@ class Experiment:
                 self._test(logger)
             epsilon = self.iteration()
             bar.update(min(self.t_env, cfg.t_max) - bar.n)
-            if self.t_env >= cfg.t_max and not self._finish_learner(logger, stop):
-                return  # stopped during the learner's last phase
             if self.t_env - self.last_log >= cfg.log_interval or self.t_env >= cfg.t_max:
                 m = self._log_train(logger, epsilon)
                 self.last_log = self.t_env
                 bar.set_postfix(ret=f"{m['train/return_mean']:.2f}", eps=f"{epsilon:.2f}")
+            if self.t_env >= cfg.t_max and not self._finish_learner(logger, stop):
+                return  # stopped during the learner's last phase: checkpoint it
             if (
                 cfg.test_nepisode > 0
                 and not stop.requested
