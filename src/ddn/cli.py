@@ -320,7 +320,8 @@ def _export(args: argparse.Namespace) -> int:
     run = load_run(args.run, args.checkpoint)
     if not has_student(run.cfg.algo):
         raise ConfigError(
-            f"{args.run} is a {run.cfg.algo} run; only DDN and its rivals' runs have a student"
+            f"{args.run} is a {run.cfg.algo} run; only DDN's runs (their LPN) and its "
+            "rivals' (ctds*, ptde, igm_*) have a student to export"
         )
     path = export_student(run.policy("student"), args.out)
     print(json.dumps({"run": str(args.run), "checkpoint": run.t_env, "out": str(path)}))

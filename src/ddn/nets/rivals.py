@@ -63,6 +63,9 @@ class AvailInputAgent(AgentQNetwork):
         return out.q[:, 0], h
 
 
+LOG_VAR_CAP = 20.0
+
+
 def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     """PTDE's two-layer heads: Linear, LeakyReLU, Linear."""
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, out_dim))
@@ -88,7 +91,9 @@ class GIPModule(nn.Module):
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [..., N, D], state [..., S] -> (mu, variance), each [..., N, z]."""
         g = F.elu(self.hyper(x, state))
-        var = self.log_var(g).exp().clamp(min=self.var_floor)
+        # The cap only keeps exp() finite on wild inputs (padding may hold anything);
+        # PTDE's code has no cap.
+        var = self.log_var(g).clamp(max=LOG_VAR_CAP).exp().clamp(min=self.var_floor)
         return self.mu(g), var
 
 
