@@ -260,3 +260,24 @@ def test_iql_labels():
 
     assert algo_label("iql") == "IQL"
     assert algo_label("ddn_iql") == "IQL_DDN"
+
+
+def test_report_table2_has_the_rivals_rows_after_ddns(tmp_path):
+    write_run(tmp_path, "ddn0", "ddn", 0, [(0, 0.0), (10, 0.8)], student=[0.0, 0.6])
+    write_run(tmp_path, "ctds0", "ctds", 0, [(0, 0.0), (10, 0.7)], student=[0.0, 0.35])
+    write_run(tmp_path, "ctds1", "ctds", 1, [(0, 0.0), (10, 0.5)], student=[0.0, 0.45])
+    write_run(tmp_path, "ptde0", "ptde", 0, [(0, 0.0), (10, 1.0)], student=[0.0, 0.9])
+    write_run(tmp_path, "da0", "igm_da", 0, [(0, 0.0), (10, 0.4)], student=[0.0, 0.3])
+    write_run(tmp_path, "bc0", "igm_bc", 0, [(0, 0.0), (10, 0.5)], student=[0.0, 0.1])
+    write_run(tmp_path, "vdn0", "ctds_vdn", 0, [(0, 0.0), (10, 0.2)], student=[0.0, 0.2])
+    report = build_report(find_runs([tmp_path]))
+    (table2,) = [t for t in report.tables if t.key == "table2"]
+    assert [labels[1] for labels, _ in table2.rows] == [
+        "DDN", "CTDS", "CTDS (VDN)", "PTDE", "IGM-DA (DAgger)", "IGM-DA (BC)",
+    ]  # fmt: skip
+    cells = _cells(report)
+    assert cells[("table2", "matrix", "CTDS", "", "GGN")][0] == pytest.approx(0.6)
+    assert cells[("table2", "matrix", "CTDS", "", "LPN")][0] == pytest.approx(0.4)
+    rate = cells[("table2", "matrix", "CTDS", "", "transfer rate")]
+    assert rate[0] == pytest.approx((0.5 + 0.9) / 2) and rate[2] == 2
+    assert cells[("table2", "matrix", "IGM-DA (BC)", "", "LPN")][0] == pytest.approx(0.1)

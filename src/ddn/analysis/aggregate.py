@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ddn.analysis.curves import RunRecord, algo_label, save_figure, variant_labels
+from ddn.analysis.curves import RunRecord, algo_label, network_names, save_figure, variant_labels
 from ddn.config import ConfigError, base_algo, is_ddn
 from ddn.run_folder import EPISODES_FILE
 
@@ -246,8 +246,9 @@ def collect_scores(runs: Sequence[RunRecord], options: Options) -> Scores:
                 raw = float(np.mean(np.asarray(last[key], dtype=np.float64)))
                 label = algo_label(run.algo) + (f" [{variants[run.path]}]" if variants[run.path]
                                                 else "")  # fmt: skip
-                if is_ddn(run.algo):
-                    label += " GGN" if policy == "teacher" else " LPN"
+                networks = network_names(run.algo)
+                if networks is not None:
+                    label += f" {networks[0] if policy == 'teacher' else networks[1]}"
                 algos[label] = (run.algo, variants[run.path], policy)
                 scored.append(RunScore(run, task, label, (raw - lo) / (hi - lo), raw))
 
@@ -261,7 +262,7 @@ def collect_scores(runs: Sequence[RunRecord], options: Options) -> Scores:
         k = min(len(cells[(label, t)]) for t in mine)
         for t in mine:
             for dropped in cells[(label, t)][k:]:
-                if dropped.label.endswith(" LPN"):  # reported once, with the GGN
+                if dropped.label.endswith((" LPN", " student")):  # reported with its teacher
                     continue
                 left_out.append((dropped.run.path.name, f"{label} has only {k} run(s) on some "
                                  "task; rliable needs the same number on every task"))  # fmt: skip
@@ -401,7 +402,7 @@ def plot_aggregate(
         profiles, bands = performance_profiles(scores.matrices, taus, options.reps, options.seed)
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150)
         for label in labels:
-            style = "--" if label.endswith(" LPN") else "-"
+            style = "--" if label.endswith((" LPN", " student")) else "-"
             ax.plot(taus, profiles[label], style, color=colours[label], lw=1.8, label=label)
             ax.fill_between(taus, bands[label][0], bands[label][1], color=colours[label],
                             alpha=0.15, lw=0)  # fmt: skip

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ddn.config import ConfigError, base_algo, is_ddn
+from ddn.config import RIVAL_BASES, ConfigError, base_algo, is_ddn
 from ddn.run_folder import CONFIG_FILE, METRICS_FILE, RunFolder, last_test
 
 Band = Literal["std", "ci"]
@@ -44,13 +44,37 @@ ALGO_LABELS = {
 }
 
 
+RIVAL_LABELS = {
+    "ctds": "CTDS",
+    "ptde": "PTDE",
+    "igm_da": "IGM-DA (DAgger)",
+    "igm_bc": "IGM-DA (BC)",
+}
+
+
 def algo_label(algo: str) -> str:
-    """Display name as in the paper: ``ddn`` -> DDN, ``ddn_vdn`` -> VDN_DDN."""
+    """Display name as in the paper: ``ddn`` -> DDN, ``ddn_vdn`` -> VDN_DDN; the rivals'
+    as in its Table 2, with their mixer where it is not QMIX (``ctds_vdn`` -> CTDS (VDN))."""
     if algo == "ddn":
         return "DDN"
     if is_ddn(algo):
         return f"{ALGO_LABELS.get(base_algo(algo), base_algo(algo))}_DDN"
+    if algo in RIVAL_LABELS:
+        return RIVAL_LABELS[algo]
+    if algo in RIVAL_BASES:
+        method = algo.split("_")[0]
+        return f"{RIVAL_LABELS[method]} ({ALGO_LABELS[RIVAL_BASES[algo]]})"
     return ALGO_LABELS.get(algo, algo)
+
+
+def network_names(algo: str) -> tuple[str, str] | None:
+    """The names of a run's two evaluated networks: DDN's GGN and LPN, a rival's teacher
+    and student; None for a run with one network."""
+    if is_ddn(algo):
+        return ("GGN", "LPN")
+    if algo in RIVAL_BASES:
+        return ("teacher", "student")
+    return None
 
 
 # ---------------------------------------------------------------------- loading
@@ -298,11 +322,12 @@ def build_curves(
     ):
         name = algo_label(algo) + (f" [{variant}]" if variant else "")
         roles: list[tuple[str, str, str]] = []
-        if is_ddn(algo):
-            roles.append(("teacher", metric, f"{name} GGN"))
+        networks = network_names(algo)
+        if networks is not None:
+            roles.append(("teacher", metric, f"{name} {networks[0]}"))
             student = student_metric(metric)
             if student is not None:
-                roles.append(("student", student, f"{name} LPN"))
+                roles.append(("student", student, f"{name} {networks[1]}"))
         else:
             roles.append(("main", metric, name))
         for role, key, label in roles:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ddn.analysis.curves import RunRecord, variant_labels
-from ddn.config import is_ddn
+from ddn.config import has_student, is_ddn
 from ddn.run_folder import EPISODES_FILE
 
 # marl-eval's absolute metric re-evaluates the best policy with this many times the
@@ -70,7 +70,10 @@ def marl_eval_data(runs: Sequence[RunRecord]) -> tuple[dict[str, Any], list[tupl
             tests = sorted((r for r in mine if r["source"] == "test"), key=lambda r: r["t_env"])
             if not tests:
                 continue
-            algorithm = run.algo + ("_lpn" if is_ddn(run.algo) and policy == "student" else "")
+            if policy == "student" and has_student(run.algo):
+                algorithm = run.algo + ("_lpn" if is_ddn(run.algo) else "_student")
+            else:
+                algorithm = run.algo
             if variants[run.path]:
                 algorithm += f" [{variants[run.path]}]"
             seeds = data.setdefault(run.env, {}).setdefault(task, {}).setdefault(algorithm, {})

@@ -9,7 +9,9 @@ Which runs feed which table is read from each run's ``config.yaml``:
 
 - Table 1, base vs +DDN: ``<base>`` runs against ``ddn_<base>`` (``ddn`` = ``ddn_qmix``)
   runs with every DDN switch at its default;
-- Table 2, GGN / LPN and the transfer rate LPN / GGN: default DDN runs;
+- Table 2, GGN / LPN and the transfer rate LPN / GGN: default DDN runs, then the
+  rivals' runs (CTDS, PTDE, IGM-DA: teacher / student; IGM-DA's DAgger and BC are two
+  rows, each with its expert as teacher and its learner as student);
 - Table 3, personalized vs raw state: DDN runs differing only in ``personalized_state``;
 - Table 4, which of L_B, L_Q, L_F: DDN runs differing only in ``distill_*``;
 - Table 5, IDM off vs mask probability mu: DDN runs differing only in ``idm`` /
@@ -35,7 +37,7 @@ from typing import Any
 
 from ddn.analysis.aggregate import Options, aggregate_section
 from ddn.analysis.curves import RunRecord, algo_label, mean_std
-from ddn.config import BASE_ALGORITHMS, Config, base_algo, is_ddn
+from ddn.config import BASE_ALGORITHMS, RIVAL_ALGORITHMS, Config, base_algo, is_ddn
 
 _DEFAULTS = Config()
 SWITCHES = (
@@ -225,7 +227,9 @@ def _table2(sc: _Scenarios) -> Table | str:
     rows, names = [], []
     for name, runs in sc.by.items():
         key = sc.metric[name]
-        for algo in sorted({r.algo for r in runs if is_ddn(r.algo)}):
+        ddn = sorted({r.algo for r in runs if is_ddn(r.algo)})
+        rivals = [a for a in RIVAL_ALGORITHMS if any(r.algo == a for r in runs)]
+        for algo in (*ddn, *rivals):
             group = [r for r in runs if r.algo == algo and _is_default(r)]
             if not group:
                 continue
@@ -237,10 +241,11 @@ def _table2(sc: _Scenarios) -> Table | str:
             rows.append(([name, algo_label(algo)], cells))
             names.append(name)
     if not rows:
-        return "needs DDN runs with default switches"
+        return "needs DDN (or rival) runs with default switches"
     return Table(
         "table2",
-        f"Table 2: GGN / LPN ({sc.header_metric(names)}) and transfer rate LPN / GGN",
+        f"Table 2: GGN / LPN ({sc.header_metric(names)}; the rivals' teacher / student) "
+        "and transfer rate LPN / GGN",
         ["scenario", "algorithm", "GGN", "LPN", "transfer rate"],
         2,
         rows,
