@@ -237,6 +237,41 @@ def test_matches_reference_step_for_step(name):
         assert stats["terminated"] > episodes * num_envs // 4
 
 
+@pytest.mark.parametrize("name", ["rect", "terminating", "corridor"])
+def test_privileged_obs_is_the_reference_obs_with_unlimited_sight(name):
+    """privileged_obs=True adds the same agent-centred encoding with a window covering the
+    whole grid from any cell (2 max(H, W) - 1), and changes nothing else."""
+    params, episodes = EQUIVALENCE_CONFIGS[name]
+    env = make("predator_prey", num_envs=8, seed=3, privileged_obs=True, **params)
+    plain = make("predator_prey", num_envs=8, seed=3, **params)
+    full = 2 * max(env.height, env.width) - 1
+    assert env.spec.privileged_obs_dim == full * full * 3 and plain.spec.privileged_obs_dim == 0
+    rec = NoiseRecorder(env)
+    refs = [RefPredatorPrey(**{**params, "view": full}) for _ in range(8)]
+    policy = torch.Generator().manual_seed(5)
+    for _ in range(episodes):
+        out, out_plain = env.reset(), plain.reset()
+        assert out_plain.privileged_obs is None
+        for b, ref in enumerate(refs):
+            ref.reset(rec.reset_noise.cells[b].tolist())
+        while True:
+            assert torch.equal(out.obs, out_plain.obs) and torch.equal(out.state, out_plain.state)
+            for b, ref in enumerate(refs):
+                assert out.privileged_obs[b].tolist() == ref.obs(), f"env {b}"
+            if out.done.all():
+                break
+            # Finished envs ignore their actions: any will do there.
+            weights = out.avail.float() + out.done[:, None, None].float()
+            actions = torch.multinomial(weights.view(-1, 6), 1, generator=policy).view(8, -1)
+            out, out_plain = env.step(actions), plain.step(actions)
+            noise = rec.step_noise
+            for b, ref in enumerate(refs):
+                ref.step(
+                    actions[b].tolist(), noise.predator_order[b].tolist(),
+                    noise.prey_order[b].tolist(), noise.prey_u[b].tolist(),
+                )  # fmt: skip
+
+
 def test_reference_matches_after_reset_mid_episode():
     """reset() before the episode ends starts afresh in every env."""
     params = dict(n_agents=3, n_prey=2, height=4, width=5)

@@ -18,15 +18,17 @@ from torch import nn
 from ddn.buffer import EpisodeBatch
 from ddn.checkpoint import list_checkpoints, load_checkpoint
 from ddn.cli import main
-from ddn.config import RIVAL_ALGORITHMS, resolve
+from ddn.config import RIVAL_ALGORITHMS, ConfigError, resolve
 from ddn.deploy import export_student, load_student
 from ddn.envs import make
-from ddn.experiment import Experiment, build_learner
+from ddn.experiment import Experiment, build_learner, make_env
 from ddn.learners import CTDSLearner, IGMDALearner, PTDELearner
 from ddn.learners.ctds import ctds_loss
 from ddn.learners.igm_da import imitation_loss
 from ddn.learners.ptde import ptde_distill_loss
 from ddn.logging import read_metrics
+from ddn.nets.ddn import GuidingNetwork
+from ddn.nets.rivals import PrivilegedObsAgent
 from ddn.rollout import Collector
 
 CPU = torch.device("cpu")
@@ -52,7 +54,7 @@ def tiny_cfg(algo: str, *extra: str):
 def setup(algo: str, *extra: str, seed: int = 0):
     """A learner and one batch of 8 random-action episodes."""
     cfg = tiny_cfg(algo, *extra)
-    env = make(cfg.env_name, num_envs=8, seed=seed, **cfg.env)
+    env = make_env(cfg, 8, seed, CPU)  # as a run makes it (CTDS: with privileged_obs)
     torch.manual_seed(seed)
     learner = build_learner(cfg, env.spec, CPU)
     batch, _ = Collector(env, CPU).run(learner.acting_network, 1.0)
@@ -230,7 +232,8 @@ def test_students_never_read_the_state_and_teachers_do(algo):
     if isinstance(learner, PTDELearner):
         learner.phase_two(env, progress=False)
         learner.student.noise_std = 0.0  # compare deterministic outputs
-    perturbed = EpisodeBatch(**{**batch.tensors(), "state": torch.randn_like(batch.state)})
+    noise = {k: torch.randn_like(getattr(batch, k)) for k in ("state", "privileged_obs")}
+    perturbed = EpisodeBatch(**{**batch.tensors(), **noise})
     student, teacher = _student(learner), learner.evaluation_policies()["test"]
     torch.manual_seed(0)
     with torch.no_grad():
@@ -239,8 +242,10 @@ def test_students_never_read_the_state_and_teachers_do(algo):
         # Acting step by step: the state of the env output is never read.
         hidden = student.initial_hidden(8, CPU)
         last = torch.full((8, learner.spec.n_agents), -1)
-        out = SimpleNamespace(obs=batch.obs[:, 0], avail=batch.avail[:, 0], state=None)
-        student.step(out, last, hidden)  # would fail on state=None
+        out = SimpleNamespace(
+            obs=batch.obs[:, 0], avail=batch.avail[:, 0], state=None, privileged_obs=None
+        )
+        student.step(out, last, hidden)  # would fail on state=None or privileged_obs=None
         # The teacher does read it (the perturbation is one that matters).
         torch.manual_seed(0)
         t1 = teacher.sequence(batch).q
@@ -277,10 +282,30 @@ def test_whole_episode_unroll_equals_acting_step_by_step(algo):
             last = batch.last_actions()
             for t in range(t1):
                 out = SimpleNamespace(
-                    obs=batch.obs[:, t], state=batch.state[:, t], avail=batch.avail[:, t]
-                )
+                    obs=batch.obs[:, t], state=batch.state[:, t], avail=batch.avail[:, t],
+                    privileged_obs=batch.privileged_obs[:, t],
+                )  # fmt: skip
                 q, hidden = net.step(out, last[:, t], hidden)
                 torch.testing.assert_close(whole.q[:, t], q, rtol=1e-5, atol=1e-5)
+
+
+def test_what_the_teacher_reads():
+    ctds, batch, _ = setup("ctds")
+    assert isinstance(ctds.teacher, PrivilegedObsAgent)  # Predator-Prey has unlimited sight
+    assert batch.privileged_obs.shape[-1] == (2 * 5 - 1) ** 2 * 3 == ctds.spec.privileged_obs_dim
+    for algo, extra in [("ctds", "teacher_obs=state"), ("igm_da", "teacher_obs=auto")]:
+        learner, batch, _ = setup(algo, extra)
+        assert isinstance(learner.td.agent, GuidingNetwork) and learner.td.agent.pfb is None
+        assert batch.privileged_obs.shape[-1] == 0  # not asked for: not produced
+    igm, _, _ = setup("igm_bc", "teacher_obs=privileged")
+    assert isinstance(igm.expert, PrivilegedObsAgent)
+    with pytest.raises(ConfigError, match="no privileged observation"):
+        cfg = resolve("matrix", "ctds", overrides=["device=cpu", "teacher_obs=privileged"])
+        build_learner(cfg, make_env(cfg, 1, 0, CPU).spec, CPU)
+    # On an env without one, auto falls back to [s, o_i].
+    cfg = resolve("matrix", "ctds", overrides=["device=cpu"])
+    learner = build_learner(cfg, make_env(cfg, 1, 0, CPU).spec, CPU)
+    assert isinstance(learner.teacher, GuidingNetwork)
 
 
 def test_dagger_acts_with_the_learner_and_bc_with_the_expert():

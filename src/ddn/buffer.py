@@ -20,6 +20,7 @@ class EpisodeBatch:
     obs: torch.Tensor  # [E, T+1, N, O]
     state: torch.Tensor  # [E, T+1, S]
     avail: torch.Tensor  # [E, T+1, N, A] bool
+    privileged_obs: torch.Tensor  # [E, T+1, N, P]; P = 0 where the env produces none
     actions: torch.Tensor  # [E, T, N] int64
     reward: torch.Tensor  # [E, T] float32
     terminated: torch.Tensor  # [E, T] bool: the transition ended the episode for real
@@ -32,6 +33,9 @@ class EpisodeBatch:
             obs=torch.zeros(e, t + 1, n, spec.obs_dim, dtype=dtype, device=device),
             state=torch.zeros(e, t + 1, spec.state_dim, dtype=dtype, device=device),
             avail=torch.zeros(e, t + 1, n, spec.n_actions, dtype=torch.bool, device=device),
+            privileged_obs=torch.zeros(
+                e, t + 1, n, spec.privileged_obs_dim, dtype=dtype, device=device
+            ),
             actions=torch.zeros(e, t, n, dtype=torch.long, device=device),
             reward=torch.zeros(e, t, dtype=torch.float32, device=device),
             terminated=torch.zeros(e, t, dtype=torch.bool, device=device),
@@ -74,6 +78,7 @@ class EpisodeBatch:
             obs=self.obs[idx, : t + 1],
             state=self.state[idx, : t + 1],
             avail=self.avail[idx, : t + 1],
+            privileged_obs=self.privileged_obs[idx, : t + 1],
             actions=self.actions[idx, :t],
             reward=self.reward[idx, :t],
             terminated=self.terminated[idx, :t],
@@ -150,6 +155,8 @@ class EpisodeBuffer:
         if capacity != self.capacity:
             raise ValueError(f"saved buffer has capacity {capacity}, expected {self.capacity}")
         for name, dst in self.data.tensors().items():
+            if name not in state and dst.numel() == 0:  # saved before the field existed
+                continue
             src = state[name][:size]
             if src.shape[1:] != dst.shape[1:] or src.shape[0] != size:
                 raise ValueError(

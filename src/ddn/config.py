@@ -152,6 +152,10 @@ class Config:
     # The rivals (ctds*, ptde, igm_*; docs/rivals.md). IGM-DA's learner reads the
     # available-action mask with its observation, as in its code.
     igm_learner_avail: bool = True
+    # What CTDS's teacher and IGM-DA's expert read besides their own history: the env's
+    # privileged observation (unlimited sight; predator_prey) or [s, o_i]. auto: CTDS's
+    # teacher the privileged one where the env can produce it, IGM-DA's expert [s, o_i].
+    teacher_obs: Literal["auto", "state", "privileged"] = "auto"
     # PTDE: the GIP module (z width, hypernetwork units, variance floor); test-time noise
     # N(0, var_floor) on the student's z_hat; phase 2's dataset (episodes with the
     # teacher acting at epsilon_finish) and its offline regression (Adam).

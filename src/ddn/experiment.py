@@ -44,6 +44,7 @@ from ddn.envs import VecEnv, get_entry, make
 from ddn.envs.errors import WorkerError
 from ddn.evaluate import policy_name, run_episodes
 from ddn.learners import CTDSLearner, DDNLearner, IGMDALearner, PTDELearner, VDLearner
+from ddn.learners.ctds import teacher_reads_privileged_obs
 from ddn.logging import RunLogger, json_value
 from ddn.provenance import record_start
 from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
@@ -104,6 +105,12 @@ def default_run_dir(cfg: Config, root: str | Path = "runs") -> Path:
 def make_env(cfg: Config, num_envs: int, seed: int, device: torch.device) -> VecEnv:
     """The run's environment; ``--map`` reaches environments with a ``map_name`` parameter."""
     params = dict(cfg.env)
+    if (
+        teacher_reads_privileged_obs(cfg)
+        and "privileged_obs" in get_entry(cfg.env_name).params()
+        and "privileged_obs" not in params
+    ):  # CTDS's teacher: unlimited sight where the environment can produce it
+        params["privileged_obs"] = True
     if cfg.map_name is not None:
         if "map_name" not in get_entry(cfg.env_name).params():
             raise ConfigError(

@@ -92,6 +92,8 @@ class Collector:
             batch.obs[:, t] = out.obs
             batch.state[:, t] = out.state
             batch.avail[:, t] = out.avail
+            if out.privileged_obs is not None:
+                batch.privileged_obs[:, t] = out.privileged_obs
             running = ~out.done
             q, hidden = network.step(out, last_actions, hidden)
             actions = select_actions(q, out.avail, epsilon)
@@ -109,6 +111,8 @@ class Collector:
         batch.obs[:, t + 1] = out.obs
         batch.state[:, t + 1] = out.state
         batch.avail[:, t + 1] = out.avail
+        if out.privileged_obs is not None:
+            batch.privileged_obs[:, t + 1] = out.privileged_obs
         batch = batch.index(slice(None), t + 1)
         if buffer_device is not None:
             batch = batch.to(buffer_device)

@@ -36,6 +36,10 @@ class EnvSpec:
     #: Whether ``won`` carries meaning (SMAC battles, matrix optimum). Loggers report a
     #: win rate only where it does.
     has_win_condition: bool = False
+    #: Width of ``EnvOutput.privileged_obs``; 0 where the env produces none. A privileged
+    #: observation is what a teacher may read beyond ``obs`` (Predator-Prey's: the same
+    #: agent-centred encoding with unlimited sight); a student never reads it.
+    privileged_obs_dim: int = 0
 
 
 @dataclass
@@ -49,6 +53,7 @@ class EnvOutput:
     terminated: torch.Tensor  # [B] bool
     truncated: torch.Tensor  # [B] bool
     won: torch.Tensor  # [B] bool
+    privileged_obs: torch.Tensor | None = None  # [B, N, P] float32 where P > 0, else None
 
     @property
     def done(self) -> torch.Tensor:

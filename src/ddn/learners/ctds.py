@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from ddn.buffer import EpisodeBatch
-from ddn.config import Config
+from ddn.config import Config, ConfigError
 from ddn.envs import EnvSpec
 from ddn.learners.value_decomposition import VDLearner, make_optimizer, metric_values
 from ddn.nets.agent import AgentQNetwork
 from ddn.nets.ddn import GuidingNetwork
+from ddn.nets.rivals import PrivilegedObsAgent
 
 
 def ctds_loss(
@@ -39,12 +40,31 @@ def ctds_loss(
     return (sq * m).sum() / m.sum().clamp(min=1.0)
 
 
-def build_privileged_teacher(cfg: Config, spec: EnvSpec) -> GuidingNetwork:
-    """A recurrent agent on [s, o_i, u_i^{t-1}, id_i]: the GGN without its fusion block.
+def teacher_reads_privileged_obs(cfg: Config) -> bool:
+    """Whether the teacher reads the env's privileged observation (``teacher_obs``;
+    auto: CTDS's teacher does where the env can produce one, IGM-DA's expert does not)."""
+    if cfg.algo.startswith("ctds"):
+        return cfg.teacher_obs in ("auto", "privileged")
+    if cfg.algo.startswith("igm"):
+        return cfg.teacher_obs == "privileged"
+    return False
 
-    CTDS's teacher reads an unlimited-sight observation, IGM-DA's expert the "global
-    state"; in ddn's common regime both get the state next to the local observation.
-    """
+
+def build_privileged_teacher(cfg: Config, spec: EnvSpec) -> nn.Module:
+    """The teacher of CTDS or IGM-DA: on the env's privileged observation (CTDS's
+    unlimited sight, see :func:`teacher_reads_privileged_obs`) where there is one, else
+    on [s, o_i, u_i^{t-1}, id_i], the GGN without its fusion block (IGM-DA's "expert
+    with global state", and CTDS's where the env has no privileged observation)."""
+    if teacher_reads_privileged_obs(cfg) and spec.privileged_obs_dim > 0:
+        return PrivilegedObsAgent(
+            spec.privileged_obs_dim, spec.n_agents, spec.n_actions, cfg.rnn_hidden_dim,
+            cfg.obs_last_action, cfg.obs_agent_id,
+        )  # fmt: skip
+    if cfg.teacher_obs == "privileged":
+        raise ConfigError(
+            f"teacher_obs=privileged: environment {cfg.env_name!r} produces no privileged "
+            "observation (predator_prey does); use teacher_obs=state or auto"
+        )
     return GuidingNetwork(
         spec.obs_dim, spec.state_dim, spec.n_agents, spec.n_actions, cfg.rnn_hidden_dim,
         personalized_state=False, last_action=cfg.obs_last_action, agent_id=cfg.obs_agent_id,

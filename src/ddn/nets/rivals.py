@@ -66,6 +66,23 @@ class AvailInputAgent(AgentQNetwork):
 LOG_VAR_CAP = 20.0
 
 
+class PrivilegedObsAgent(AgentQNetwork):
+    """A teacher on the env's privileged observation in place of the local one:
+    [o~_i; u_i^{t-1}; id_i] (CTDS's teacher: the same encoding with unlimited sight)."""
+
+    def sequence(self, batch: EpisodeBatch) -> AgentOutput:
+        last = batch.last_actions() if self.last_action else None
+        x = build_agent_inputs(batch.privileged_obs, last, self.n_actions, self.agent_id)
+        out, _ = self.net(x)
+        return out
+
+    def step(
+        self, env_out: EnvOutput, last_actions: torch.Tensor, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out, h = self.net(self._inputs(env_out.privileged_obs, last_actions).unsqueeze(1), hidden)
+        return out.q[:, 0], h
+
+
 def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     """PTDE's two-layer heads: Linear, LeakyReLU, Linear."""
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, out_dim))

@@ -40,7 +40,7 @@ from ddn.envs.native.predator_prey_kernel import (
     STAY,
     UP,
 )
-from ddn.envs.registry import check_float, check_int, register
+from ddn.envs.registry import check_bool, check_float, check_int, register
 
 __all__ = [
     "CATCH",
@@ -154,6 +154,7 @@ class PredatorPrey(VecEnv):
         capture_reward: float = 10.0,
         punishment: float = 2.0,
         episode_limit: int = 200,
+        privileged_obs: bool = False,
     ):
         super().__init__(num_envs, seed, device)
         self.generator = KernelGenerator(seed)  # replaces the base class's torch.Generator
@@ -169,6 +170,9 @@ class PredatorPrey(VecEnv):
         self.capture_reward = check_float("capture_reward", capture_reward)
         self.punishment = check_float("punishment", punishment)
         self.episode_limit = check_int("episode_limit", episode_limit, 1)
+        check_bool("privileged_obs", privileged_obs)
+        # Unlimited sight: the smallest odd window that covers the whole grid from any cell.
+        self.full_view = 2 * max(height, width) - 1 if privileged_obs else 0
         n_cells = height * width
         if n_agents + n_prey > n_cells:
             raise ValueError(
@@ -182,6 +186,7 @@ class PredatorPrey(VecEnv):
             n_actions=N_ACTIONS,
             episode_limit=episode_limit,
             has_win_condition=False,
+            privileged_obs_dim=self.full_view**2 * N_CHANNELS,
         )
         b, n, m = num_envs, n_agents, n_prey
         self._n_cells = n_cells
@@ -381,6 +386,16 @@ class PredatorPrey(VecEnv):
         """Wrap fresh arrays as the step's output; ``avail`` is also what the next actions
         are checked against."""
         self._avail = avail
+        privileged = None
+        if self.full_view:  # the same encoder, every cell in sight
+            privileged = np.empty(
+                (self.num_envs, self.n_agents, self.spec.privileged_obs_dim), np.float32
+            )
+            kernel.observe(
+                self._grid, self._pred_cell, self._prey_cell, self._frozen, self._alive,
+                self._row_of, self._col_of, self._neighbours, self.full_view, privileged,
+                np.empty_like(state), np.empty_like(avail),
+            )  # fmt: skip
         out = EnvOutput(
             obs=torch.from_numpy(obs),
             state=torch.from_numpy(state),
@@ -389,7 +404,10 @@ class PredatorPrey(VecEnv):
             terminated=torch.from_numpy(self._terminated.copy()),
             truncated=torch.from_numpy(self._truncated.copy()),
             won=won,
+            privileged_obs=None if privileged is None else torch.from_numpy(privileged),
         )
         if not self._on_cpu:
-            out = EnvOutput(**{k: v.to(self.device) for k, v in vars(out).items()})
+            out = EnvOutput(
+                **{k: None if v is None else v.to(self.device) for k, v in vars(out).items()}
+            )
         return out
