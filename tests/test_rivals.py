@@ -21,6 +21,7 @@ from ddn.cli import main
 from ddn.config import RIVAL_ALGORITHMS, ConfigError, resolve
 from ddn.deploy import export_student, load_student
 from ddn.envs import make
+from ddn.evaluate import evaluate
 from ddn.experiment import Experiment, build_learner, make_env
 from ddn.learners import CTDSLearner, IGMDALearner, PTDELearner
 from ddn.learners.ctds import ctds_loss
@@ -486,3 +487,52 @@ def test_learner_types():
     ]:
         learner, _, _ = setup(algo)
         assert isinstance(learner, kind)
+
+
+# ---------------------------------------------------------------- 5. learning (CI-sized)
+# 2 predators, 1 prey on a 3x3 grid, 3x3 view, 10-step episodes, no miscapture penalty:
+# a greedy untrained policy scores 0, always catching 1.79 (measured on 2,048 episodes).
+SMALL_PREDATOR_PREY = [
+    "env.n_agents=2", "env.n_prey=1", "env.height=3", "env.width=3", "env.view=3",
+    "env.episode_limit=10", "env.punishment=0.0", "batch_size_run=16", "batch_size=32",
+    "buffer_size=500", "test_interval=5000", "test_nepisode=64", "log_interval=5000",
+    "save_model=false", "epsilon_anneal_time=10000", "device=cpu",
+    "ptde_dataset_episodes=200", "ptde_distill_steps=5000", "ptde_distill_lr=0.001",
+    "ptde_distill_batch=256",
+]  # fmt: skip
+
+
+def _final_returns(
+    algo: str, seed: int, t_max: int, run_dir, *extra: str
+) -> tuple[Experiment, dict]:
+    cfg = resolve(
+        "predator_prey", algo, overrides=[*SMALL_PREDATOR_PREY, *extra], seed=seed, t_max=t_max
+    )
+    exp = Experiment(cfg, run_dir, progress=False)
+    exp.run()
+    policies = exp.learner.evaluation_policies()
+    return exp, {
+        name: evaluate(policies[name], exp.test_env, 2048)["test/return_mean"]
+        for name in ("test", "test_student")
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["ctds", "ptde", "igm_da", "igm_bc"])
+def test_the_student_reaches_80_percent_of_its_teacher(algo, tmp_path):
+    """20k steps, seed 0: the teacher learns to capture (its greedy return, on 2,048
+    episodes, beats always-catching by a margin) and the student, trained only from the
+    teacher, reaches >= 80% of it."""
+    final = _final_returns(algo, 0, 20_000, tmp_path)
+    assert final["test"] >= 2.3, final
+    assert final["test_student"] >= 0.8 * final["test"], final
+
+
+@pytest.mark.slow
+def test_ptde_phase_two_drives_the_distillation_error_down_tenfold(tmp_path):
+    """On held-out rows of its dataset, phase 2 cuts the error of z_hat against the
+    frozen GIP's mean by 10x or more."""
+    cfg = resolve("predator_prey", "ptde", overrides=SMALL_PREDATOR_PREY, seed=0, t_max=2000)
+    Experiment(cfg, tmp_path, progress=False).run()
+    (m,) = [e for e in read_metrics(tmp_path / "metrics.jsonl") if "ptde/dataset_rows" in e]
+    assert m["ptde/distill_error_final"] <= 0.1 * m["ptde/distill_error_initial"], m
