@@ -864,7 +864,7 @@ def test_rejected_step_draws_nothing(wrapped):
 
 def test_outputs_are_fresh_tensors():
     """A caller may keep an output across steps: the env never writes into it again."""
-    env = make("predator_prey", num_envs=4, seed=0)
+    env = make("predator_prey", num_envs=4, seed=0, privileged_obs=True)  # every field set
     outs = _episode_outputs(env, steps=3)
     kept = [{k: v.clone() for k, v in vars(o).items()} for o in outs]
     _episode_outputs(env, steps=3)  # resets and steps again

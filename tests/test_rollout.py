@@ -130,7 +130,7 @@ class RecordingEnv:
 
 
 def _copy(out):
-    return type(out)(**{k: v.clone() for k, v in vars(out).items()})
+    return type(out)(**{k: None if v is None else v.clone() for k, v in vars(out).items()})
 
 
 class CatchyNetwork:
