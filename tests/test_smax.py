@@ -356,3 +356,48 @@ def test_map_reaches_smax_through_config() -> None:
     assert cfg.env.get("reward_scale") == smax_mod.DEFAULT_REWARD_SCALE
     env = make_env(cfg, 2, 0, torch.device("cpu"))
     assert env.spec.n_agents == 5 and env.spec.n_actions == 11
+
+
+@pytest.mark.slow
+@requires_jaxmarl
+def test_privileged_obs_is_the_observation_without_the_sight_test() -> None:
+    """privileged_obs=True adds each ally's observation with every living unit filled in
+    wherever it is (offsets still divided by the observer's sight range, so beyond 1 out
+    of sight); in sight it equals the observation, and it changes nothing else."""
+    env = ddn.envs.make("smax", num_envs=4, seed=3, map_name="3m", privileged_obs=True)
+    plain = ddn.envs.make("smax", num_envs=4, seed=3, map_name="3m")
+    assert env.spec.privileged_obs_dim == env.spec.obs_dim and plain.spec.privileged_obs_dim == 0
+    jenv = env.jaxmarl_env
+    other_f = len(jenv.unit_features)
+    n_units = (env.spec.obs_dim - len(jenv.own_features)) // other_f + 1  # allies + enemies
+    gen = torch.Generator().manual_seed(0)
+    out, out_plain = env.reset(), plain.reset()
+    seen_far = 0
+    for _ in range(12):
+        assert out_plain.privileged_obs is None
+        assert torch.equal(out.obs, out_plain.obs) and torch.equal(out.state, out_plain.state)
+        priv, obs = out.privileged_obs.numpy(), out.obs.numpy()
+        state = env.jax_state.state
+        pos = np.asarray(state.unit_positions)  # [B, units, 2]
+        alive = np.asarray(state.unit_alive)
+        sight = np.asarray(jenv.unit_type_sight_ranges)[np.asarray(state.unit_types)]
+        own = (n_units - 1) * other_f
+        np.testing.assert_array_equal(priv[..., own:], obs[..., own:])
+        for b in range(4):
+            for i in range(env.spec.n_agents):
+                for j in range(n_units - 1):
+                    j_idx = j if j < i else j + 1
+                    block = slice(j * other_f, (j + 1) * other_f)
+                    if not (alive[b, i] and alive[b, j_idx]):
+                        assert not priv[b, i, block].any()
+                        continue
+                    offset = (pos[b, j_idx] - pos[b, i]) / sight[b, i]
+                    np.testing.assert_allclose(priv[b, i, block][1:3], offset, rtol=1e-5)
+                    if np.linalg.norm(offset) < 1:  # in sight: the observation's block
+                        np.testing.assert_array_equal(priv[b, i, block], obs[b, i, block])
+                    else:
+                        assert not obs[b, i, block].any()
+                        seen_far += 1
+        actions = random_available(out.avail, gen)
+        out, out_plain = env.step(actions), plain.step(actions)
+    assert seen_far > 0  # units out of sight were seen by the privileged observation

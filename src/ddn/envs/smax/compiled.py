@@ -64,7 +64,14 @@ class CompiledSMAX:
     with SMAX's six unit types, on which it computes exactly what JaxMARL computes).
     """
 
-    def __init__(self, map_name: str, episode_limit: int, attack_mode: str, scale_features: bool):
+    def __init__(
+        self,
+        map_name: str,
+        episode_limit: int,
+        attack_mode: str,
+        scale_features: bool,
+        privileged_obs: bool = False,
+    ):
         jax, jnp, enemy = _import_jax()
         self.jax, self.jnp = jax, jnp
         env = enemy.make_heuristic_env(
@@ -82,6 +89,7 @@ class CompiledSMAX:
             n_actions=int(env.num_ally_actions),
             episode_limit=episode_limit,
             has_win_condition=True,
+            privileged_obs_dim=int(env.obs_size) if privileged_obs else 0,
         )
         agents = self.agents
         # Feature layouts (JaxMARL's): an observation is (n_units - 1) other-unit blocks,
@@ -110,29 +118,53 @@ class CompiledSMAX:
             teams_types = world[n_units * own_f :].at[n_units:].divide(max_type)
             return jnp.concatenate([units.reshape(-1), teams_types])
 
+        def unlimited_sight(state: Any, obs_arr: Any) -> Any:
+            """Each ally's observation without the sight test: every other unit's block
+            filled while both are alive, wherever it is (CTDS's teacher observation).
+            Offsets stay divided by the observer's sight range, so they may exceed 1; the
+            unit order and the own block are the observation's (JaxMARL's)."""
+
+            def block(i: Any, j: Any) -> Any:
+                j_idx = jnp.where(j < i, j, j + 1)  # allies skip themselves
+                seen = state.unit_alive[i] & state.unit_alive[j_idx]
+                return jnp.where(seen, env._observe_features(state, i, j_idx), 0.0)
+
+            others = jax.vmap(jax.vmap(block, in_axes=(None, 0)), in_axes=(0, None))(
+                jnp.arange(n_allies), jnp.arange(n_units - 1)
+            )  # [N, n_units - 1, other_f]
+            own = obs_arr[:, (n_units - 1) * other_f :]
+            return jnp.concatenate([others.reshape(n_allies, -1), own], axis=-1)
+
         def pack(obs: dict, state: Any) -> tuple:
-            """Agent dicts -> ``obs [N, O]``, ``state [S]``, ``avail [N, A] bool``."""
+            """Agent dicts -> ``obs [N, O]``, ``state [S]``, ``avail [N, A] bool`` and the
+            privileged observation (``[N, O]``, or ``[N, 0]`` when not asked for)."""
             obs_arr = jnp.stack([obs[a] for a in agents]).astype(jnp.float32)
             avail = env.get_avail_actions(state)
             avail_arr = jnp.stack([avail[a] for a in agents]).astype(jnp.bool_)
             world = obs["world_state"]
+            if privileged_obs:
+                privileged = unlimited_sight(state.state, obs_arr).astype(jnp.float32)
+            else:
+                privileged = jnp.zeros((n_allies, 0), jnp.float32)
             if scale_features:
                 obs_arr, world = scaled_obs(obs_arr), scaled_world(world, state.state)
-            return obs_arr, world.astype(jnp.float32), avail_arr
+                if privileged_obs:
+                    privileged = scaled_obs(privileged)
+            return obs_arr, world.astype(jnp.float32), avail_arr, privileged
 
         def reset_one(key: Any) -> tuple:
             key, k_reset = jax.random.split(key)
             obs, state = env.reset(k_reset)
-            obs_arr, world, avail = pack(obs, state)
+            obs_arr, world, avail, privileged = pack(obs, state)
             false = jnp.zeros((), jnp.bool_)
-            return (key, state, obs_arr, world, avail, false, false, false)
+            return (key, state, obs_arr, world, avail, false, false, false, privileged)
 
         def step_one(carry: tuple, actions: Any) -> tuple[tuple, Any]:
-            key, state, obs_p, world_p, avail_p, term_p, trunc_p, won_p = carry
+            key, state, obs_p, world_p, avail_p, term_p, trunc_p, won_p, priv_p = carry
             key, k_step = jax.random.split(key)
             act = {a: actions[i] for i, a in enumerate(agents)}
             obs, new_state, rewards, _, _ = env.step_env(k_step, state, act)
-            obs_arr, world, avail = pack(obs, new_state)
+            obs_arr, world, avail, privileged = pack(obs, new_state)
             # A side is defeated when no unit but medivacs is left (SMAC's rule; on maps
             # without medivacs: wiped out). A battle ends when one side is defeated; both
             # at once is a draw (SMAX gives no win bonus then, SMAC counts a loss), so
@@ -155,6 +187,7 @@ class CompiledSMAX:
                 keep(ended, term_p),
                 keep(truncated, trunc_p),
                 keep(won, won_p),
+                keep(privileged, priv_p),
             )
             # Every ally gets the same team reward; frozen battles earn nothing.
             reward = jnp.where(running, rewards[agents[0]], 0.0).astype(jnp.float32)

@@ -90,14 +90,14 @@ _KEY_WORD_BOUND = 2**32
 
 @functools.lru_cache(maxsize=32)
 def _build(
-    map_name: str, episode_limit: int, attack_mode: str, scale_features: bool
+    map_name: str, episode_limit: int, attack_mode: str, scale_features: bool, privileged_obs: bool
 ) -> CompiledSMAX:
     """One compiled simulator per configuration.
 
     Cached so that the training and test environments of a run, and repeated
     constructions in tests, share one ``jax.jit`` cache instead of recompiling.
     """
-    return CompiledSMAX(map_name, episode_limit, attack_mode, scale_features)
+    return CompiledSMAX(map_name, episode_limit, attack_mode, scale_features, privileged_obs)
 
 
 def _to_torch(x: Any, device: torch.device) -> torch.Tensor:
@@ -146,6 +146,7 @@ class SMAX(VecEnv):
         episode_limit: int | None = None,
         attack_mode: str = "closest",
         scale_features: bool = True,
+        privileged_obs: bool = False,
     ):
         super().__init__(num_envs, seed, device)
         if map_name not in SMAX_MAPS:
@@ -165,7 +166,10 @@ class SMAX(VecEnv):
         self.episode_limit = check_int("episode_limit", episode_limit, 1)
         self.attack_mode = attack_mode
         self.scale_features = check_bool("scale_features", scale_features)
-        self._sim = _build(map_name, self.episode_limit, attack_mode, self.scale_features)
+        self.privileged_obs = check_bool("privileged_obs", privileged_obs)
+        self._sim = _build(
+            map_name, self.episode_limit, attack_mode, self.scale_features, self.privileged_obs
+        )
         self.spec = self._sim.spec
         self.jaxmarl_env = self._sim.env
         #: The per-battle raw JAX keys drawn by the last ``reset()`` ([B, 2] uint32).
@@ -207,7 +211,7 @@ class SMAX(VecEnv):
 
     def _output(self, reward: torch.Tensor) -> EnvOutput:
         assert self._carry is not None
-        _, _, obs, world, avail, term, trunc, won = self._carry
+        _, _, obs, world, avail, term, trunc, won, privileged = self._carry
         dev = self.device
         self._last = EnvOutput(
             obs=_to_torch(obs, dev),
@@ -217,5 +221,6 @@ class SMAX(VecEnv):
             terminated=_to_torch(term, dev),
             truncated=_to_torch(trunc, dev),
             won=_to_torch(won, dev),
+            privileged_obs=_to_torch(privileged, dev) if self.privileged_obs else None,
         )
         return self._last
