@@ -373,6 +373,7 @@ def _same(a: dict, b: dict) -> bool:
     return all(a[k] == b[k] for k in a if k not in nan) and all(math.isnan(b[k]) for k in nan)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", RIVAL_ALGORITHMS)
 def test_run_resumes_like_an_uninterrupted_run(algo, tmp_path):
     cfg = tiny_cfg(algo, *EXP, "save_buffer=true")
@@ -393,6 +394,7 @@ def test_run_resumes_like_an_uninterrupted_run(algo, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_ptde_stopped_in_phase_two_resumes_in_phase_two(tmp_path):
     cfg = tiny_cfg("ptde", *EXP)
     a = Experiment(cfg, tmp_path / "a", progress=False).run()
@@ -435,6 +437,7 @@ def ptde_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_evaluate_and_export_a_ptde_student_of_any_checkpoint(ptde_run, tmp_path, capsys):
     first = list_checkpoints(ptde_run)[0]
     _, state, _ = load_checkpoint(ptde_run, first)
