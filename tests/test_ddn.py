@@ -10,7 +10,6 @@ import inspect
 import io
 import math
 import shutil
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,9 +22,10 @@ from ddn.deploy import export_student, load_student
 from ddn.envs import make
 from ddn.experiment import Experiment, build_learner, transfer_rate
 from ddn.learners import DDNLearner
-from ddn.learners.ddn import DistillationLosses, kl_divergence
+from ddn.learners.distillation import kl_divergence, local_loss
 from ddn.learners.targets import fix_avail
 from ddn.logging import read_metrics
+from ddn.nets.actor import GreedyActor
 from ddn.nets.agent import AgentOutput
 from ddn.nets.ddn import GuidingNetwork, LocalPolicyNetwork
 from ddn.nets.fusion import FusionBlock
@@ -135,7 +135,7 @@ def test_global_step_changes_only_the_teacher_and_mixer():
 def test_idm_step_changes_only_the_predictor():
     learner, batch = setup("ddn", "idm_mask_prob=1.0")
     before = snapshot(learner)
-    learner.intrinsic_reward(batch)
+    learner.idm_step(batch)
     assert moved_groups(learner, before) == {"idm_predictor"}
     assert changed(learner, before)["idm_predictor"] == 1.0
 
@@ -175,22 +175,21 @@ def test_distillation_loss_has_no_gradient_path_to_the_teacher():
     learner, batch = setup("ddn")
     teacher_params = [*learner.teacher.parameters(), *learner.td.objective.parameters()]
     _, teacher_out = learner.td.td_update(batch, episode=1)  # what train() distils from
-    for x in (teacher_out.q, teacher_out.hidden, teacher_out.feature, teacher_out.block):
+    for x in (teacher_out.q, teacher_out.gru_out, teacher_out.feature, teacher_out.block):
         assert not x.requires_grad and x.grad_fn is None
     for p in [*teacher_params, *learner.student.parameters()]:
         p.grad = None
-    student_out = learner.student.sequence(batch)
-    loss, _ = learner.distill(teacher_out, student_out, fix_avail(batch.avail), batch.filled)
+    x = learner.td.encode(batch)
+    student_out, _ = learner.student.unroll(x)
+    loss, _ = local_loss(teacher_out, student_out, fix_avail(batch.avail), batch.filled)
     loss.backward()
     assert all(p.grad is None for p in teacher_params)
     assert all(p.grad is not None for p in learner.student.parameters())
     assert sum(float(p.grad.abs().sum()) for p in learner.student.parameters()) > 0
 
     # The check bites: the same loss on the live (undetached) teacher outputs reaches it.
-    live = learner.teacher.sequence(batch)
-    loss, _ = learner.distill(
-        live, learner.student.sequence(batch), fix_avail(batch.avail), batch.filled
-    )
+    live, _ = learner.teacher.unroll(x, batch.state)
+    loss, _ = local_loss(live, learner.student.unroll(x)[0], fix_avail(batch.avail), batch.filled)
     loss.backward()
     assert any(p.grad is not None for p in learner.teacher.parameters())
 
@@ -222,25 +221,33 @@ def test_idm_target_never_changes_and_the_predictor_does():
 
 
 # ---------------------------------------------------------------- 3. student needs no state
-def test_student_forward_and_step_need_only_local_observations():
+def test_student_unroll_and_step_need_only_local_inputs():
     learner, batch = setup("ddn")
     student = learner.student
-    assert list(inspect.signature(student.forward).parameters) == [
-        "obs", "last_actions", "hidden",
-    ]  # fmt: skip
-    obs, last = batch.obs, batch.last_actions()
-    e, t1 = obs.shape[:2]
+    x = learner.td.encode(batch)  # x_i = [o_i, u_i^{t-1}, id_i]: nothing of the state
+    assert x.shape[-1] == student.inputs.dim == student.local_dim
+    e, t1 = batch.obs.shape[:2]
     with torch.no_grad():
-        seq, _ = student(obs, last)
+        seq, _ = student.unroll(x)
         hidden = student.initial_hidden(e, CPU)
         for t in range(t1):
-            q, hidden = student.step(SimpleNamespace(obs=obs[:, t]), last[:, t], hidden)
+            q, hidden = student.step(x[:, t], hidden)
             assert torch.allclose(q, seq.q[:, t], atol=1e-5)
-    # The state of the batch is not an input: scrambling it changes nothing.
-    scrambled = copy.copy(batch)
-    scrambled.state = torch.randn_like(batch.state)
-    with torch.no_grad():
-        assert torch.equal(student.sequence(scrambled).q, student.sequence(batch).q)
+        # A state cannot be handed to it by mistake; the teacher's is required.
+        with pytest.raises(ValueError, match="takes no global state"):
+            student.unroll(x, batch.state)
+        with pytest.raises(ValueError, match="takes no global state"):
+            student.step(x[:, 0], hidden, batch.state[:, 0])
+        with pytest.raises(ValueError, match="needs the global state"):
+            learner.teacher.unroll(x)
+        # The actor hands the state only to networks that read it: a scrambled state
+        # changes nothing the student does.
+        actors = [GreedyActor(student, CPU, e) for _ in range(2)]
+        for t in range(t1):
+            obs, avail = batch.obs[:, t], fix_avail(batch.avail[:, t])
+            a = actors[0].act(obs, avail, batch.state[:, t])
+            b = actors[1].act(obs, avail, torch.randn_like(batch.state[:, t]))
+            assert torch.equal(a, b)
 
 
 def test_exported_student_acts_from_observations_only(tmp_path):
@@ -251,12 +258,13 @@ def test_exported_student_acts_from_observations_only(tmp_path):
     policy = load_student(path)
     e, t1 = batch.obs.shape[:2]
     policy.reset(batch=e)
-    hidden = learner.student.initial_hidden(e, CPU)
+    student = learner.student
+    hidden = student.initial_hidden(e, CPU)
     last = torch.full((e, learner.spec.n_agents), -1, dtype=torch.long)
     with torch.no_grad():
         for t in range(t1):
             actions = policy.act(batch.obs[:, t])  # observations only: no state, no avail
-            q, hidden = learner.student.step(SimpleNamespace(obs=batch.obs[:, t]), last, hidden)
+            q, hidden = student.step(student.inputs.encode(batch.obs[:, t], last), hidden)
             assert torch.equal(actions, q.argmax(dim=-1))
             last = actions
 
@@ -331,18 +339,19 @@ def test_networks_use_their_blocks_as_documented():
     """GGN: PFB(x_i, S) feeds the agent net; LPN: IOB(x_i, o_i) does."""
     learner, batch = setup("ddn")
     teacher, student = learner.teacher, learner.student
-    x = teacher.local_info(batch.obs, batch.last_actions())
+    x = learner.td.encode(batch)
     with torch.no_grad():
         w, b = teacher.pfb.weights(x)
         s_hat = torch.einsum("etv,etnvd->etnd", batch.state, w) + b
-        out = teacher.sequence(batch)
+        out, _ = teacher.unroll(x, batch.state)
         assert torch.allclose(out.block, s_hat, atol=1e-5)
-        assert torch.allclose(out.q, teacher.net(s_hat)[0].q, atol=1e-5)
+        # RNNAgent reads time-major inputs.
+        assert torch.allclose(out.q, teacher.net(s_hat.transpose(0, 1))[0].q, atol=1e-5)
         w, b = student.iob.weights(x)
         o_hat = torch.einsum("etnv,etnvd->etnd", batch.obs, w) + b
-        out = student.sequence(batch)
+        out, _ = student.unroll(x)
         assert torch.allclose(out.block, o_hat, atol=1e-5)
-        assert torch.allclose(out.q, student.net(o_hat)[0].q, atol=1e-5)
+        assert torch.allclose(out.q, student.net(o_hat.transpose(0, 1))[0].q, atol=1e-5)
     assert student.iob.value_dim == learner.spec.obs_dim != learner.spec.state_dim
 
 
@@ -399,15 +408,15 @@ def _kl_by_hand(tl: list[float], sl: list[float], valid: list[bool]) -> float:
 def test_distillation_losses_match_a_hand_computation():
     """E=1, 3 transitions (the last one padding), N=2 agents, A=3 actions, H=d=2.
     Agent 1 is dead at step 1 (only its no-op is available)."""
-    cfg = tiny_cfg("ddn", "distill_temperature=2.0", "w_block=0.5", "w_q=2.0", "w_feature=3.0")
+    weights = {"w_block": 0.5, "w_q": 2.0, "w_feature": 3.0, "temperature": 2.0}
     g = torch.Generator().manual_seed(0)
     shape = (1, 4, 2)  # [E, T+1, N]
     teacher = AgentOutput(
-        q=torch.randn(*shape, 3, generator=g), hidden=torch.zeros(*shape, 2),
+        q=torch.randn(*shape, 3, generator=g), gru_out=torch.zeros(*shape, 2),
         feature=torch.rand(*shape, 2, generator=g), block=torch.randn(*shape, 2, generator=g),
     )  # fmt: skip
     student = AgentOutput(
-        q=torch.randn(*shape, 3, generator=g), hidden=torch.zeros(*shape, 2),
+        q=torch.randn(*shape, 3, generator=g), gru_out=torch.zeros(*shape, 2),
         feature=torch.rand(*shape, 2, generator=g), block=torch.randn(*shape, 2, generator=g),
     )  # fmt: skip
     avail = torch.tensor(
@@ -415,7 +424,7 @@ def test_distillation_losses_match_a_hand_computation():
           [[0, 0, 0], [0, 0, 0]]]]
     ).bool()  # fmt: skip
     filled = torch.tensor([[True, True, False]])
-    loss, metrics = DistillationLosses(cfg)(teacher, student, fix_avail(avail), filled)
+    loss, metrics = local_loss(teacher, student, fix_avail(avail), filled, **weights)
 
     alive = [(0, 0), (0, 1), (1, 0)]  # (step, agent)
     tq, sq = teacher.q[0].tolist(), student.q[0].tolist()
@@ -452,7 +461,7 @@ def test_distillation_losses_match_a_hand_computation():
         out.feature[0, 2:] = torch.rand(2, 2, 2, generator=g)
         out.block[0, 1, 1] += 1.0
         out.block[0, 2:] = torch.randn(2, 2, 2, generator=g)
-    again, metrics2 = DistillationLosses(cfg)(teacher, student, fix_avail(avail), filled)
+    again, metrics2 = local_loss(teacher, student, fix_avail(avail), filled, **weights)
     assert again.item() == pytest.approx(loss.item(), rel=1e-6)
     for key in ("train/L_B", "train/L_Q", "train/L_F"):
         assert metrics2[key].item() == pytest.approx(metrics[key].item(), rel=1e-6)
@@ -465,7 +474,7 @@ def test_student_distils_a_frozen_teacher():
     learner, batch = setup("ddn_vdn", "idm=false", "student_lr=0.002", seed=0)
     with torch.no_grad():  # no head bias: the teacher's greedy action depends on its input
         learner.teacher.net.fc2.bias.zero_()
-        teacher_out = learner.teacher.sequence(batch).detach()
+        teacher_out = learner.teacher.unroll(learner.td.encode(batch), batch.state)[0].detach()
     frozen = copy.deepcopy(learner.teacher.state_dict())
     t = batch.filled.shape[1]
     avail, alive = fix_avail(batch.avail)[:, :t], alive_mask(batch)
@@ -475,7 +484,9 @@ def test_student_distils_a_frozen_teacher():
 
     def agreement() -> float:
         with torch.no_grad():
-            student_actions = greedy(learner.student.sequence(batch).q[:, :t], avail)
+            student_actions = greedy(
+                learner.student.unroll(learner.td.encode(batch))[0].q[:, :t], avail
+            )
         return float((student_actions == teacher_actions)[alive].float().mean())
 
     start = agreement()
@@ -513,7 +524,7 @@ def test_intrinsic_reward_falls_for_a_repeated_state_and_stays_high_for_a_novel_
     batch = state_batch(env.spec, seen.expand(4, 6, -1).clone())
     with torch.no_grad():
         e_seen0, e_novel0 = learner.idm.error(seen), learner.idm.error(novel)
-    rewards = [float(learner.intrinsic_reward(batch)[0].mean()) for _ in range(100)]
+    rewards = [float(learner.idm_step(batch)[0].mean()) for _ in range(100)]
     with torch.no_grad():
         e_seen, e_novel, e_other = (learner.idm.error(s) for s in (seen, novel, other))
     assert e_seen < 0.01 * e_seen0
@@ -531,14 +542,14 @@ def test_intrinsic_reward_stays_bounded_when_every_state_is_the_same():
     learner = build_learner(cfg, env.spec, CPU)
     batch = state_batch(env.spec, env.reset().state[0].expand(4, 6, -1).clone())
     for _ in range(20):
-        r_i, _ = learner.intrinsic_reward(batch)
+        r_i, _ = learner.idm_step(batch)
         assert float(r_i.max()) <= 0.1 * 10  # e / rms(e) stays O(1)
 
 
 def test_mask_probability_zero_and_one():
     learner, batch = setup("ddn", "idm_mask_prob=0.0")
     predictor = copy.deepcopy(learner.idm.predictor.state_dict())
-    r_i, metrics = learner.intrinsic_reward(batch)
+    r_i, metrics = learner.idm_step(batch)
     assert torch.equal(r_i, torch.zeros_like(batch.reward))
     assert float(metrics["train/r_I_mean"]) == 0.0 and float(metrics["train/L_I"]) == 0.0
     for n, p in learner.idm.predictor.state_dict().items():  # nothing selected: no learning
@@ -552,7 +563,7 @@ def test_mask_probability_zero_and_one():
         batch.avail[ep, end + 1 :] = False
     with torch.no_grad():
         error = learner.idm.error(batch.state[:, 1:])
-    r_i, metrics = learner.intrinsic_reward(batch)
+    r_i, metrics = learner.idm_step(batch)
     assert (r_i[batch.filled] > 0).all()
     assert (r_i[~batch.filled] == 0).all()
     assert torch.allclose(r_i, error * batch.filled, atol=1e-6)
@@ -576,7 +587,7 @@ def test_idm_next_state_switch_picks_the_state_fed(next_state):
     with torch.no_grad():
         e_next = learner.idm.error(states[:, 1:])
         e_now = learner.idm.error(states[:, :-1])
-    r_i, _ = learner.intrinsic_reward(batch)
+    r_i, _ = learner.idm_step(batch)
     expected, wrong = (e_next, e_now) if next_state else (e_now, e_next)
     assert torch.allclose(r_i, 0.5 * expected, atol=1e-6)
     assert not torch.allclose(r_i, 0.5 * wrong, atol=1e-3)
@@ -586,7 +597,7 @@ def test_idm_normalises_by_the_running_rms():
     learner, batch = setup("ddn", "idm_mask_prob=1.0", "idm_coef=0.3")
     with torch.no_grad():
         error = learner.idm.error(batch.state[:, 1:])
-    r_i, _ = learner.intrinsic_reward(batch)
+    r_i, _ = learner.idm_step(batch)
     rms = error[batch.filled].double().pow(2).mean().sqrt()  # first update: batch stats
     assert torch.allclose(r_i.double(), 0.3 * error.double() / rms, rtol=1e-4)
     assert float(learner.idm.error_stats.count) == int(batch.filled.sum())
@@ -596,9 +607,9 @@ def _recording_rewards(learner: DDNLearner) -> list[torch.Tensor]:
     seen: list[torch.Tensor] = []
     td_update = learner.td.td_update
 
-    def wrapped(batch, episode, reward=None):
+    def wrapped(batch, episode, reward=None, inputs=None):
         seen.append(batch.reward if reward is None else reward)
-        return td_update(batch, episode, reward)
+        return td_update(batch, episode, reward, inputs)
 
     learner.td.td_update = wrapped
     return seen
@@ -633,11 +644,11 @@ def test_raw_state_switch_removes_the_pfb():
     assert in_optimizer == expected
     assert not {id(p) for p in learner.student.iob.parameters()} & in_optimizer
     with torch.no_grad():
-        out = teacher.sequence(batch)
+        x = learner.td.encode(batch)
+        out, _ = teacher.unroll(x, batch.state)
         assert out.block is None
-        x = teacher.local_info(batch.obs, batch.last_actions())
         raw = torch.cat((batch.state.unsqueeze(-2).expand(*x.shape[:-1], -1), x), dim=-1)
-        assert torch.allclose(out.q, teacher.net(raw)[0].q, atol=1e-6)
+        assert torch.allclose(out.q, teacher.net(raw.transpose(0, 1))[0].q, atol=1e-6)
     before = snapshot(learner)
     metrics = learner.train(batch, episode=1)
     assert "train/L_B" not in metrics
@@ -846,19 +857,19 @@ def test_guiding_and_local_networks_have_the_documented_inputs():
 
 @pytest.mark.parametrize("extra", [(), ("personalized_state=false",)])
 def test_whole_episode_unroll_equals_acting_step_by_step(extra):
-    """The learner's time-major unroll over a batch (shared, cached inputs) computes what
-    the networks compute one env step at a time while acting."""
+    """The learner's time-major unroll over a batch (one encoding of x_i shared by all
+    networks) computes what the networks compute one env step at a time while acting."""
     learner, batch = setup("ddn", *extra)
     baseline = build_learner(tiny_cfg("qmix", *extra), learner.spec, CPU).agent
+    # Teacher, student and the plain agent read the same x_i: one encoding serves all.
+    assert learner.teacher.inputs == learner.student.inputs == baseline.inputs
+    x = learner.td.encode(batch)
     for net in (learner.teacher, learner.student, baseline):
+        state = batch.state if net.reads_state else None
         with torch.no_grad():
-            whole = net.sequence(batch)
+            whole, _ = net.unroll(x, state)
             e, t1 = batch.obs.shape[:2]
             hidden = net.initial_hidden(e, CPU)
-            last = batch.last_actions()
             for t in range(t1):
-                step_out = SimpleNamespace(obs=batch.obs[:, t], state=batch.state[:, t])
-                q, hidden = net.step(step_out, last[:, t], hidden)
+                q, hidden = net.step(x[:, t], hidden, None if state is None else state[:, t])
                 torch.testing.assert_close(whole.q[:, t], q, rtol=1e-5, atol=1e-5)
-    # The inputs were built once for all three networks.
-    assert len(batch.__dict__["_agent_inputs"]) == 1

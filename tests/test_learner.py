@@ -322,8 +322,9 @@ def test_iql_loss_is_each_agents_own_td_error_on_the_team_reward(double_q):
             p.add_(torch.randn_like(p) * 0.3)
     batch = synthetic_batch(learner.spec, 5, seed=7)
     with torch.no_grad():
-        q = learner.agent.sequence(batch).q  # [E, T+1, N, A]
-        tq = learner.target_agent.sequence(batch).q
+        x = learner.encode(batch)
+        q = learner.agent.unroll(x)[0].q  # [E, T+1, N, A]
+        tq = learner.target_agent.unroll(x)[0].q
     avail = batch.avail | ~batch.avail.any(dim=-1, keepdim=True)
     errors = []
     for e in range(batch.num_episodes):

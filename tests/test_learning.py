@@ -40,8 +40,8 @@ def _joint_values(exp: Experiment) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     """(every joint action [9, 2], the learned joint value of each [9], the agents' greedy
     joint action [2]) in the matrix game's single state."""
     batch, _ = Collector(exp.env, torch.device("cpu")).run(exp.learner.acting_network, 0.0)
-    out = exp.learner.agent.sequence(batch)
-    q, hidden, state = out.q[0, 0], out.hidden[0, 0], batch.state[0, 0]  # [N, A], [N, H], [S]
+    out, _ = exp.learner.agent.unroll(exp.learner.encode(batch))
+    q, hidden, state = out.q[0, 0], out.gru_out[0, 0], batch.state[0, 0]  # [N, A], [N, H], [S]
     n, a = q.shape
     joint = torch.cartesian_prod(*[torch.arange(a)] * n)  # [A^N, N]
     chosen = q.gather(1, joint.T).T  # [A^N, N]: Q_i of each joint action
@@ -49,7 +49,7 @@ def _joint_values(exp: Experiment) -> tuple[torch.Tensor, torch.Tensor, torch.Te
         state=state.expand(len(joint), -1),
         actions_onehot=F.one_hot(joint, a).float(),
         max_qs=q.max(dim=-1).values.expand(len(joint), -1),
-        agent_hidden=hidden.expand(len(joint), -1, -1),
+        agent_gru_out=hidden.expand(len(joint), -1, -1),
     )
     objective = exp.learner.objective
     values = (
@@ -189,7 +189,9 @@ def test_iql_learns_each_agents_marginal_values_and_misses_the_matrix_optimum(tm
     exp, summary = _train_matrix("iql", 1000, 0, tmp_path)
     batch, _ = Collector(exp.env, torch.device("cpu")).run(exp.learner.acting_network, 0.0)
     with torch.no_grad():
-        q = exp.learner.agent.sequence(batch).q[0, 0]  # [N, A] in the single state
+        q = exp.learner.agent.unroll(exp.learner.encode(batch))[0].q[
+            0, 0
+        ]  # [N, A] in the single state
     # Sampling noise moves single entries by up to ~0.5 (seeds 0-2 at 1000 updates:
     # Q_i(0) in [-5.16, -5.02], Q_i(1) in [-3.91, -3.48], Q_i(2) in [-4.15, -3.83]);
     # the mean of the two equal-valued actions is steadier (in [-3.90, -3.81]).

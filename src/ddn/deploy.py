@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ddn.checkpoint import CheckpointError, unreadable_reason
+from ddn.nets.actor import GreedyActor
 from ddn.nets.ddn import LocalPolicyNetwork
 
 FORMAT = "ddn-lpn-1"
@@ -52,34 +53,32 @@ def export_student(network: LocalPolicyNetwork, path: str | Path) -> Path:
 
 
 class StudentPolicy:
-    """Greedy decentralised execution with the LPN; keeps each agent's GRU state."""
+    """Greedy decentralised execution with the LPN (a :class:`~ddn.nets.actor.GreedyActor`
+    fed local observations only); keeps each agent's GRU state and last action."""
 
     def __init__(self, network: LocalPolicyNetwork, device: str | torch.device = "cpu"):
         self.network = network.to(device).eval()
         self.device = torch.device(device)
-        self.reset()
+        self.actor = GreedyActor(self.network, self.device)
 
     def reset(self, batch: int = 1) -> None:
         """Start new episodes (clears the recurrent state and the last actions)."""
-        n = self.network.n_agents
-        self.hidden = self.network.initial_hidden(batch, self.device)
-        self.last_actions = torch.full((batch, n), -1, dtype=torch.long, device=self.device)
+        self.actor.reset(batch)
 
-    @torch.no_grad()
+    @property
+    def hidden(self) -> torch.Tensor:
+        """Each agent's recurrent state, [B, N, H]."""
+        return self.actor.hidden
+
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> torch.Tensor:
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         single = obs.dim() == 2
         if single:
             obs = obs.unsqueeze(0)
-        out, self.hidden = self.network(
-            obs.unsqueeze(1), self.last_actions.unsqueeze(1), self.hidden
-        )
-        q = out.q[:, 0]
         if avail is not None:
             avail = torch.as_tensor(avail, dtype=torch.bool, device=self.device)
-            q = q.masked_fill(~(avail.unsqueeze(0) if single else avail), float("-inf"))
-        actions = q.argmax(dim=-1)
-        self.last_actions = actions
+            avail = avail.unsqueeze(0) if single else avail
+        actions = self.actor.act(obs, avail)
         return actions[0] if single else actions
 
 

@@ -46,11 +46,16 @@ from ddn.evaluate import policy_name, run_episodes
 from ddn.learners import DDNLearner, VDLearner
 from ddn.logging import RunLogger, json_value
 from ddn.provenance import record_start
+from ddn.rng import EXPLORATION, REPLAY, seeded_generator
 from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
 from ddn.run_folder import RunFolder
 from ddn.threads import apply_threads
 
-CHECKPOINT_FORMAT = 1
+# 2: exploration and replay sampling draw from generators of their own (ddn.rng), saved
+# under "rng"; 1 had them share torch's global generator. A format-1 checkpoint resumes
+# with those streams started from their seeds (load_state says so).
+CHECKPOINT_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 class TrainingError(RuntimeError):
@@ -242,7 +247,9 @@ class Experiment:
         # The buffer is usually the largest allocation: fail on it before building more.
         buffer_device = torch.device("cpu") if cfg.buffer_cpu_only else self.device
         with _allocating("replay buffer", "lower buffer_size or make the environment smaller"):
-            self.buffer = EpisodeBuffer(cfg.buffer_size, self.spec, buffer_device)
+            self.buffer = EpisodeBuffer(
+                cfg.buffer_size, self.spec, buffer_device, seeded_generator(cfg.seed, REPLAY)
+            )
         with _allocating("environments", "make the environment smaller (see `ddn list`)"):
             # A separate stream for tests, so testing never shifts the training episodes.
             n_test = max(1, min(cfg.test_nepisode, 64))
@@ -253,7 +260,9 @@ class Experiment:
             "networks", "lower rnn_hidden_dim, mixing_embed_dim, hypernet_embed or fusion_dim"
         ):
             self.learner = build_learner(cfg, self.spec, self.device)
-        self.collector = Collector(self.env, self.device)
+        self.collector = Collector(
+            self.env, self.device, seeded_generator(cfg.seed, EXPLORATION, self.device)
+        )
         self.epsilon = EpsilonSchedule(
             cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time
         )
@@ -304,6 +313,8 @@ class Experiment:
                 "torch": torch.get_rng_state(),
                 "train_env": self.env.generator.get_state(),
                 "test_env": self.test_env.generator.get_state(),
+                EXPLORATION: self.collector.generator.get_state(),
+                REPLAY: self.buffer.generator.get_state(),
             },
             "window": {k: torch.tensor(v, dtype=torch.float64) for k, v in self._window.items()},
             # Update metrics not yet logged: a resume must average them in as well.
@@ -314,8 +325,13 @@ class Experiment:
         }
 
     def load_state(self, state: dict[str, Any], buffer: dict | None) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError("checkpoint written by an incompatible ddn version")
+        fmt = state.get("format")
+        if fmt not in READABLE_FORMATS:
+            raise CheckpointError(
+                f"checkpoint has format {fmt!r}, which this ddn version cannot read (it reads "
+                f"formats {', '.join(map(str, READABLE_FORMATS))}): resume it with the ddn "
+                "version that wrote it, or start a new run"
+            )
         diff = differing_keys(state["config"], self.cfg)
         if diff:
             raise CheckpointError(
@@ -335,6 +351,16 @@ class Experiment:
         torch.set_rng_state(state["rng"]["torch"])
         self.env.generator.set_state(state["rng"]["train_env"])
         self.test_env.generator.set_state(state["rng"]["test_env"])
+        if fmt == 1:
+            print(
+                "note: this checkpoint predates separate random streams (format 1): "
+                "exploration, replay sampling and IDM masks go on from their seeds, so the "
+                "continuation is a valid run but not the one the older version would have made",
+                file=sys.stderr,
+            )
+        else:
+            self.collector.generator.set_state(state["rng"][EXPLORATION])
+            self.buffer.generator.set_state(state["rng"][REPLAY])
         self._window = {k: v.tolist() for k, v in state["window"].items()}
         self._train_metrics = {k: v.tolist() for k, v in state.get("train_metrics", {}).items()}
         if buffer is not None:

@@ -16,7 +16,8 @@ from ddn.checkpoint import CheckpointError, nonfinite_tensors
 from ddn.config import Config, ConfigError
 from ddn.envs import EnvOutput, VecEnv
 from ddn.experiment import build_learner, make_env, resolve_device
-from ddn.rollout import ActingNetwork, select_actions
+from ddn.nets.actor import GreedyActor
+from ddn.nets.agent import RecurrentQNetwork
 from ddn.run_folder import RunFolder
 
 Policy = Literal["teacher", "student"]
@@ -29,7 +30,7 @@ class LoadedRun:
     learner: Any  # VDLearner or DDNLearner
     t_env: int
 
-    def policy(self, which: Policy = "teacher") -> ActingNetwork:
+    def policy(self, which: Policy = "teacher") -> RecurrentQNetwork:
         """The GGN ("teacher", or the only network of a non-DDN run) or DDN's LPN."""
         policies = self.learner.evaluation_policies()
         key = "test" if which == "teacher" else "test_student"
@@ -96,19 +97,14 @@ def load_run(
     return LoadedRun(cfg, env, learner, t_env)
 
 
-def policy_fn(network: ActingNetwork) -> Callable[[EnvOutput], torch.Tensor]:
+def policy_fn(network: RecurrentQNetwork) -> Callable[[EnvOutput], torch.Tensor]:
     """A greedy, stateful ``(out) -> actions`` callable; make a new one per episode."""
-    state: dict[str, torch.Tensor | None] = {"hidden": None, "last": None}
+    actor: GreedyActor | None = None
 
-    @torch.no_grad()
     def act(out: EnvOutput) -> torch.Tensor:
-        b, n = out.avail.shape[:2]
-        if state["hidden"] is None:
-            state["hidden"] = network.initial_hidden(b, out.obs.device)
-            state["last"] = torch.full((b, n), -1, dtype=torch.long, device=out.obs.device)
-        q, state["hidden"] = network.step(out, state["last"], state["hidden"])
-        actions = select_actions(q, out.avail, 0.0)
-        state["last"] = actions
-        return actions
+        nonlocal actor
+        if actor is None:  # the batch size and device are the first step's
+            actor = GreedyActor(network, out.obs.device, out.obs.shape[0])
+        return actor.act(out.obs, out.avail, out.state)
 
     return act

@@ -18,13 +18,9 @@ from torch.nn import functional as F
 from ddn.buffer import EpisodeBatch
 from ddn.config import Config, base_algo
 from ddn.envs import EnvSpec
-from ddn.learners.targets import (
-    last_transition,
-    masked_argmax,
-    masked_mean,
-    td_lambda_targets,
-)
+from ddn.learners.targets import last_transition, td_lambda_targets
 from ddn.nets.agent import AgentOutput, AgentQNetwork
+from ddn.nets.masked import masked_argmax, masked_mean
 from ddn.nets.mixers import (
     CentralMixer,
     MixContext,
@@ -44,6 +40,7 @@ class TDBatch:
     """A batch seen by an objective: the episodes plus what every objective reuses."""
 
     batch: EpisodeBatch
+    inputs: torch.Tensor  # [E, T+1, N, D] the encoded x_i (WQMIX's central agents read it)
     online: AgentOutput  # [E, T+1, N, ...] with gradient
     target: AgentOutput  # [E, T+1, N, ...] target network, no gradient
     reward: torch.Tensor  # [E, T] the reward to learn from (DDN adds r_I)
@@ -62,14 +59,14 @@ def _ctx(
     q: torch.Tensor,
     avail: torch.Tensor,
     n_actions: int,
-    hidden: torch.Tensor | None = None,
+    gru_out: torch.Tensor | None = None,
 ) -> MixContext:
     max_qs = q.detach().masked_fill(~avail, float("-inf")).max(dim=-1).values
     return MixContext(
         state=state,
         actions_onehot=F.one_hot(actions, n_actions).to(q.dtype),
         max_qs=max_qs,
-        agent_hidden=hidden,
+        agent_gru_out=gru_out,
     )
 
 
@@ -197,7 +194,7 @@ class WeightedQMixTD(TDObjective):
         b, a = td.batch, self.spec.n_actions
         ctx = _ctx(b.state[:, :-1], b.actions, td.online.q[:, :-1], td.avail[:, :-1], a)
         q_tot = self.mixer(td.chosen_q, ctx)
-        central_q = self.central_agent.sequence(b).q  # [E, T+1, N, A]
+        central_q = self.central_agent.unroll(td.inputs)[0].q  # [E, T+1, N, A]
         central_now = central_q[:, :-1]
         q_star = self.central_mixer(
             central_now.gather(-1, b.actions.unsqueeze(-1)).squeeze(-1), ctx
@@ -205,7 +202,7 @@ class WeightedQMixTD(TDObjective):
         with torch.no_grad():
             # Q_tot's argmax is the agents' greedy joint action (monotonic mixer).
             nxt = masked_argmax(td.online.q[:, 1:].detach(), td.avail[:, 1:])
-            target_central = target.central_agent.sequence(b).q[:, 1:]
+            target_central = target.central_agent.unroll(td.inputs)[0].q[:, 1:]
             next_star = target.central_mixer(
                 target_central.gather(-1, nxt.unsqueeze(-1)).squeeze(-1),
                 MixContext(state=b.state[:, 1:]),
@@ -249,13 +246,13 @@ class QTranTD(TDObjective):
     def forward(self, td: TDBatch, target: TDObjective) -> tuple[torch.Tensor, dict]:
         assert isinstance(target, QTranTD)
         b, a = td.batch, self.spec.n_actions
-        q_now, h_now, avail_now = td.online.q[:, :-1], td.online.hidden[:, :-1], td.avail[:, :-1]
+        q_now, h_now, avail_now = td.online.q[:, :-1], td.online.gru_out[:, :-1], td.avail[:, :-1]
         q_jt, v_jt = self.joint(_ctx(b.state[:, :-1], b.actions, q_now, avail_now, a, h_now))
         with torch.no_grad():
             nxt = self.next_actions(td)
             tq = td.target.q[:, 1:]
             next_q_jt, _ = target.joint(
-                _ctx(b.state[:, 1:], nxt, tq, td.avail[:, 1:], a, td.target.hidden[:, 1:])
+                _ctx(b.state[:, 1:], nxt, tq, td.avail[:, 1:], a, td.target.gru_out[:, 1:])
             )
             y = self.targets(td, next_q_jt)
         td_loss = masked_mean((q_jt - y) ** 2, td.mask)

@@ -1,9 +1,9 @@
 """The value-decomposition TD learner (VDN, QMIX, Qatten, QPLEX, CW/OW-QMIX, QTRAN).
 
-One update: unroll the online and target agent networks over the whole sampled batch
-(one GRU call each), hand both to the family's objective, clip the gradient norm,
-step the optimizer, and sync the target networks every ``target_update_interval``
-episodes.
+One update: encode the batch's local inputs x_i once (:mod:`ddn.nets.inputs`), unroll
+the online and target agent networks over the whole sampled batch (one GRU call each),
+hand both to the family's objective, clip the gradient norm, step the optimizer, and
+sync the target networks every ``target_update_interval`` episodes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ddn.config import Config
 from ddn.envs import EnvSpec
 from ddn.learners.objectives import TDBatch, build_objective
 from ddn.learners.targets import fix_avail
-from ddn.nets.agent import AgentOutput, AgentQNetwork
+from ddn.nets.agent import AgentOutput, AgentQNetwork, RecurrentQNetwork
 
 
 def make_optimizer(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -57,7 +57,11 @@ class VDLearner:
     """Owns the agent network, the objective, their target copies and the optimizer."""
 
     def __init__(
-        self, cfg: Config, spec: EnvSpec, device: torch.device, agent: nn.Module | None = None
+        self,
+        cfg: Config,
+        spec: EnvSpec,
+        device: torch.device,
+        agent: RecurrentQNetwork | None = None,
     ):
         """``agent`` replaces the default local-observation agent network (DDN's GGN)."""
         self.cfg, self.spec, self.device = cfg, spec, device
@@ -89,16 +93,29 @@ class VDLearner:
         metrics, _ = self.td_update(batch.to(self.device), episode)
         return metric_values(metrics)
 
+    def encode(self, batch: EpisodeBatch) -> torch.Tensor:
+        """The batch's local inputs x_i, [E, T+1, N, D] (time-major storage): encoded once
+        per update and read by every agent network that unrolls the batch."""
+        return self.agent.inputs.episodes(batch.obs, batch.actions)
+
     def td_update(
-        self, batch: EpisodeBatch, episode: int, reward: torch.Tensor | None = None
+        self,
+        batch: EpisodeBatch,
+        episode: int,
+        reward: torch.Tensor | None = None,
+        inputs: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], AgentOutput]:
-        """The TD step on ``reward`` (default the batch's): returns the metrics and the
-        online agent outputs it was computed from (detached, pre-update)."""
-        online = self.agent.sequence(batch)
+        """The TD step on ``reward`` (default the batch's), from the encoded ``inputs``
+        (default: :meth:`encode`): returns the metrics and the online agent outputs it
+        was computed from (detached, pre-update)."""
+        x = self.encode(batch) if inputs is None else inputs
+        state = batch.state if self.agent.reads_state else None
+        online, _ = self.agent.unroll(x, state)
         with torch.no_grad():
-            target = self.target_agent.sequence(batch)
+            target, _ = self.target_agent.unroll(x, state)
         td = TDBatch(
             batch=batch,
+            inputs=x,
             online=online,
             target=target,
             reward=batch.reward if reward is None else reward,

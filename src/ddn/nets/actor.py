@@ -1,0 +1,73 @@
+"""Acting with a recurrent Q network: the one greedy actor.
+
+The rollout (epsilon-greedy on top), greedy evaluation, ``ddn evaluate``/``replay``'s
+policies and the deployed student all act through :class:`GreedyActor`: it encodes the
+local inputs, advances the network one step, carries the recurrent state and the last
+actions, and picks the best available action.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ddn.nets.agent import RecurrentQNetwork
+from ddn.nets.masked import masked_argmax
+
+
+def select_actions(
+    q: torch.Tensor, avail: torch.Tensor, epsilon: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Epsilon-greedy over available actions: q, avail [B, N, A] -> actions [B, N].
+
+    With probability epsilon an agent picks uniformly among its available actions;
+    ``epsilon = 0`` draws nothing from ``generator``.
+    """
+    greedy = masked_argmax(q, avail)
+    if epsilon <= 0.0:
+        return greedy
+    noise = torch.rand(avail.shape, device=q.device, generator=generator)
+    random = noise.masked_fill(~avail, -1.0).argmax(dim=-1)
+    explore = torch.rand(greedy.shape, device=q.device, generator=generator) < epsilon
+    return torch.where(explore, random, greedy)
+
+
+class GreedyActor:
+    """Acts with ``network`` in ``batch`` episodes at once, one step per :meth:`act`.
+
+    :meth:`reset` starts new episodes (called on construction): it zeroes the recurrent
+    state and marks "no previous action" (-1, an all-zero one-hot in x_i).
+    """
+
+    def __init__(
+        self, network: RecurrentQNetwork, device: torch.device | str = "cpu", batch: int = 1
+    ) -> None:
+        self.network = network
+        self.device = torch.device(device)
+        self.reset(batch)
+
+    def reset(self, batch: int) -> None:
+        self.hidden = self.network.initial_hidden(batch, self.device)
+        self.last_actions = torch.full(
+            (batch, self.network.n_agents), -1, dtype=torch.long, device=self.device
+        )
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs: torch.Tensor,
+        avail: torch.Tensor | None = None,
+        state: torch.Tensor | None = None,
+        epsilon: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """obs [B, N, O], avail [B, N, A] bool (None: every action), state [B, S] (read
+        only by networks that read the state) -> actions [B, N]: greedy, or
+        epsilon-greedy with ``epsilon > 0`` (drawn from ``generator``)."""
+        net = self.network
+        x = net.inputs.encode(obs, self.last_actions)
+        q, self.hidden = net.step(x, self.hidden, state if net.reads_state else None)
+        if avail is None:
+            avail = torch.ones_like(q, dtype=torch.bool)
+        actions = select_actions(q, avail, epsilon, generator)
+        self.last_actions = actions
+        return actions
