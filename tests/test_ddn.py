@@ -22,7 +22,18 @@ from ddn.deploy import export_student, load_student
 from ddn.envs import make
 from ddn.experiment import Experiment, build_learner, transfer_rate
 from ddn.learners import DDNLearner
-from ddn.learners.distillation import kl_divergence, local_loss
+from ddn.learners.distillation import (
+    alive_agents,
+    block_loss,
+    feature_distillation_loss,
+    idm_loss,
+    idm_mask,
+    intrinsic_reward,
+    kl_divergence,
+    local_loss,
+    q_distillation_loss,
+    total_reward,
+)
 from ddn.learners.targets import fix_avail
 from ddn.logging import read_metrics
 from ddn.nets.actor import GreedyActor
@@ -465,6 +476,121 @@ def test_distillation_losses_match_a_hand_computation():
     assert again.item() == pytest.approx(loss.item(), rel=1e-6)
     for key in ("train/L_B", "train/L_Q", "train/L_F"):
         assert metrics2[key].item() == pytest.approx(metrics[key].item(), rel=1e-6)
+
+
+# ---------------------------------------------------------------- 5b. each equation by hand
+LN = math.log
+
+
+def test_alive_agents_are_real_transitions_with_a_choice():
+    # E=1, T=2 transitions (the second padding), N=2, A=2; agent 1 has only its no-op at t=0.
+    avail = torch.tensor([[[[1, 1], [1, 0]], [[1, 1], [1, 1]], [[1, 1], [1, 1]]]]).bool()
+    alive = alive_agents(avail, torch.tensor([[True, False]]))
+    assert alive.tolist() == [[[True, False], [False, False]]]
+
+
+def test_block_loss_eq6_by_hand():
+    """L_B, E=1, T=2, N=2, d=2; agent 1 dead at t=1; the bootstrap step t=2 never counts.
+    t=0: agent 0 (1^2 + 2^2) / 2 = 2.5, agent 1 (2^2 + 2^2) / 2 = 4; t=1: agent 0
+    (0 + 1^2) / 2 = 0.5. Mean over the 3 alive agent-steps: 7 / 3."""
+    student = torch.tensor([[[[1.0, 2.0], [3.0, 3.0]], [[0.0, 1.0], [9.0, 9.0]], [[7.0, 7.0]] * 2]])
+    teacher = torch.tensor([[[[0.0, 0.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0]] * 2]])
+    alive = torch.tensor([[[True, True], [True, False]]])
+    assert block_loss(student, teacher, alive).item() == pytest.approx(7 / 3, rel=1e-6)
+
+
+def test_q_distillation_loss_eq6_by_hand():
+    """L_Q at temperature 2, E=1, T=2 (t=1 padding), N=3, A=3, at t=0:
+    agent 0, action 2 unavailable: teacher logits [0, 0]/2 -> p = [1/2, 1/2]; student
+      [2 ln 3, 0]/2 = [ln 3, 0] -> q = [3/4, 1/4]; KL = 1/2 ln(2/3) + 1/2 ln 2 = 1/2 ln(4/3);
+    agent 1, all available: teacher [2 ln 3, 0, 0]/2 -> p = [3/5, 1/5, 1/5]; student 0s ->
+      q = 1/3 each; KL = 3/5 ln(9/5) + 2/5 ln(3/5);
+    agent 2 dead (no-op only): not counted, whatever its Q.
+    Summed over agents, averaged over the one real step."""
+    big = 100.0  # on unavailable actions, dead agents and padding: must not count
+    teacher = torch.tensor([[[[0.0, 0.0, big], [2 * LN(3), 0.0, 0.0], [big, -big, 0.0]]]])
+    student = torch.tensor([[[[2 * LN(3), 0.0, -big], [0.0, 0.0, 0.0], [-big, big, 0.0]]]])
+    teacher = torch.cat((teacher, torch.full_like(teacher, big)), dim=1)  # t=1: padding
+    student = torch.cat((student, torch.full_like(student, -big)), dim=1)
+    avail = torch.tensor([[[[1, 1, 0], [1, 1, 1], [1, 0, 0]], [[1, 1, 1]] * 3]]).bool()
+    filled = torch.tensor([[True, False]])
+    expected = 0.5 * LN(4 / 3) + 0.6 * LN(9 / 5) + 0.4 * LN(3 / 5)  # = 0.29218...
+    alive = alive_agents(avail, filled)
+    l_q = q_distillation_loss(teacher, student, avail, alive, filled, temperature=2.0)
+    assert l_q.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_feature_distillation_loss_eq6_by_hand():
+    """L_F, E=1, T=2, N=2, H=2. Teacher features [ln 3, 0] -> p = [3/4, 1/4], student
+    [0, 0] -> q = [1/2, 1/2]: KL = 3/4 ln(3/2) + 1/4 ln(1/2) = k for every alive agent.
+    Alive: agent 0 at t=0, both agents at t=1: 3k summed, over 2 real steps: 1.5 k."""
+    teacher = torch.tensor([LN(3), 0.0]).expand(1, 3, 2, 2).contiguous()
+    student = torch.zeros(1, 3, 2, 2)
+    student[0, 0, 1] = 5.0  # agent 1 dead at t=0: not counted
+    alive = torch.tensor([[[True, False], [True, True]]])
+    k = 0.75 * LN(1.5) + 0.25 * LN(0.5)  # = 0.13081...
+    l_f = feature_distillation_loss(teacher, student, alive, torch.tensor([[True, True]]))
+    assert l_f.item() == pytest.approx(1.5 * k, rel=1e-5)
+
+
+def _outputs(block: list[float] | None, q: list[float], feature: list[float]) -> AgentOutput:
+    """One agent, one real transition (plus the bootstrap step, zeros)."""
+
+    def seq(x: list[float]) -> torch.Tensor:
+        return torch.stack((torch.tensor(x), torch.zeros(len(x)))).view(1, 2, 1, len(x))
+
+    return AgentOutput(
+        q=seq(q), gru_out=torch.zeros(1, 2, 1, 2), feature=seq(feature),
+        block=None if block is None else seq(block),
+    )  # fmt: skip
+
+
+def test_local_loss_eq7_weights_and_switches_by_hand():
+    """E=1, T=1, N=1, A=2 (both available). L_B: student [1, 2], teacher [0, 0] -> 2.5.
+    L_Q: teacher [ln 3, 0] -> [3/4, 1/4], student [0, 0] -> [1/2, 1/2]:
+      3/4 ln(3/2) + 1/4 ln(1/2). L_F: teacher [0, 0], student [ln 3, 0]: 1/2 ln(4/3).
+    L_local = w_B L_B + w_Q L_Q + w_F L_F; a weight of None switches its term off."""
+    teacher = _outputs([0.0, 0.0], [LN(3), 0.0], [0.0, 0.0])
+    student = _outputs([1.0, 2.0], [0.0, 0.0], [LN(3), 0.0])
+    avail, filled = torch.ones(1, 2, 1, 2, dtype=torch.bool), torch.tensor([[True]])
+    l_b, l_q, l_f = 2.5, 0.75 * LN(1.5) + 0.25 * LN(0.5), 0.5 * LN(4 / 3)
+    loss, metrics = local_loss(teacher, student, avail, filled, 0.5, 2.0, 3.0)
+    assert loss.item() == pytest.approx(0.5 * l_b + 2.0 * l_q + 3.0 * l_f, rel=1e-5)
+    assert metrics["train/L_B"].item() == pytest.approx(l_b, rel=1e-6)
+    assert metrics["train/L_Q"].item() == pytest.approx(l_q, rel=1e-5)
+    assert metrics["train/L_F"].item() == pytest.approx(l_f, rel=1e-5)
+    assert metrics["train/L_local"].item() == pytest.approx(loss.item())
+    loss, metrics = local_loss(teacher, student, avail, filled, 0.5, 2.0, None)  # no L_F
+    assert loss.item() == pytest.approx(0.5 * l_b + 2.0 * l_q, rel=1e-5)
+    assert set(metrics) == {"train/L_B", "train/L_Q", "train/L_local"}
+    no_block = _outputs(None, [LN(3), 0.0], [0.0, 0.0])  # the raw-state teacher: no PFB
+    loss, metrics = local_loss(no_block, student, avail, filled, 0.5, None, None)
+    assert loss.item() == 0.0 and not loss.requires_grad
+    assert set(metrics) == {"train/L_local"}
+
+
+def test_idm_mask_loss_and_intrinsic_reward_eqs_8_and_9_by_hand():
+    """e = [[1, 2, 3], [4, 5, 6]], mask m = [[1, 0, 1], [0, 0, 1]]: L_I (eq. 8) =
+    (1 + 3 + 6) / 3 = 10/3. r_I (eq. 9) with coef 0.5 and scale 2: 0.5 * m * e / 2 =
+    [[0.25, 0, 0.75], [0, 0, 1.5]], without gradient (the predictor learns from L_I only)."""
+    error = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    assert idm_loss(error, mask).item() == pytest.approx(10 / 3, rel=1e-6)
+    r_i = intrinsic_reward(error, mask, coef=0.5, scale=torch.tensor(2.0))
+    assert r_i.tolist() == [[0.25, 0.0, 0.75], [0.0, 0.0, 1.5]]
+    assert not r_i.requires_grad
+    # m ~ Bernoulli(mu) on real transitions only, drawn from the generator given.
+    filled = torch.tensor([[True, True, False]] * 400)
+    assert not idm_mask(filled, 0.0).any() and torch.equal(idm_mask(filled, 1.0), filled)
+    m = idm_mask(filled, 0.75, torch.Generator().manual_seed(0))
+    assert not m[:, 2].any() and 0.70 < m[:, :2].float().mean().item() < 0.80
+    assert torch.equal(m, idm_mask(filled, 0.75, torch.Generator().manual_seed(0)))
+
+
+def test_total_reward_eq10_by_hand():
+    # r_tot = r + r_I: [1, -1] + [0.25, 0] = [1.25, -1].
+    r_tot = total_reward(torch.tensor([1.0, -1.0]), torch.tensor([0.25, 0.0]))
+    assert r_tot.tolist() == [1.25, -1.0]
 
 
 # ---------------------------------------------------------------- 6. frozen teacher
