@@ -260,9 +260,7 @@ class Experiment:
             "networks", "lower rnn_hidden_dim, mixing_embed_dim, hypernet_embed or fusion_dim"
         ):
             self.learner = build_learner(cfg, self.spec, self.device)
-        self.collector = Collector(
-            self.env, self.device, seeded_generator(cfg.seed, EXPLORATION, self.device)
-        )
+        self.collector = Collector(self.env, self.device, seeded_generator(cfg.seed, EXPLORATION))
         self.epsilon = EpsilonSchedule(
             cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time
         )

@@ -6,6 +6,10 @@ name, so that one purpose drawing more or less (a longer episode, another batch 
 IDM off) never shifts another's numbers, and each is saved in and restored from
 checkpoints (exact resume). Network initialisation still draws from torch's global
 generator, seeded by the run seed before the networks are built.
+
+The generators live on the CPU whatever the run's device: their draws are small (one
+[B, N, A] tensor per env step, one [E, T] mask per update) and are moved to the device,
+so a run draws the same numbers on a CPU and a GPU and its checkpoints resume on either.
 """
 
 from __future__ import annotations
@@ -24,10 +28,8 @@ def stream_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def seeded_generator(
-    seed: int, purpose: str, device: torch.device | str = "cpu"
-) -> torch.Generator:
-    """The generator of ``purpose`` for run seed ``seed``, on ``device`` (where it draws)."""
-    generator = torch.Generator(device=device)
+def seeded_generator(seed: int, purpose: str) -> torch.Generator:
+    """The (CPU) generator of ``purpose`` for run seed ``seed``."""
+    generator = torch.Generator()
     generator.manual_seed(stream_seed(seed, purpose))
     return generator

@@ -69,7 +69,7 @@ class DDNLearner:
         if cfg.idm:
             self.idm = RND(spec.state_dim, cfg.idm_embed_dim).to(device)
             self.idm_optimizer = adam(self.idm.predictor.parameters(), cfg.idm_lr)
-            self.idm_generator = seeded_generator(cfg.seed, IDM_MASK, device)
+            self.idm_generator = seeded_generator(cfg.seed, IDM_MASK)
 
     @property
     def acting_network(self) -> nn.Module:

@@ -135,8 +135,10 @@ def idm_mask(
     filled: torch.Tensor, prob: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """m ~ Bernoulli(mu) per real transition ([E, T] bool): the paper's "random mask
-    probability" mu of eq. 9, read as a mask (``shared/spec/ddn-method.md``, Sec. 2)."""
-    draw = torch.rand(filled.shape, device=filled.device, generator=generator)
+    probability" mu of eq. 9, read as a mask (``shared/spec/ddn-method.md``, Sec. 2).
+    Drawn where ``generator`` lives, then moved to ``filled``'s device."""
+    where = filled.device if generator is None else generator.device
+    draw = torch.rand(filled.shape, device=where, generator=generator).to(filled.device)
     return (draw < prob) & filled
 
 

@@ -20,15 +20,18 @@ def select_actions(
     """Epsilon-greedy over available actions: q, avail [B, N, A] -> actions [B, N].
 
     With probability epsilon an agent picks uniformly among its available actions;
-    ``epsilon = 0`` draws nothing from ``generator``.
+    ``epsilon = 0`` draws nothing from ``generator``. The draws are made where the
+    generator lives (a run's is on the CPU, see :mod:`ddn.rng`) and moved to ``q``'s
+    device.
     """
     greedy = masked_argmax(q, avail)
     if epsilon <= 0.0:
         return greedy
-    noise = torch.rand(avail.shape, device=q.device, generator=generator)
+    where = q.device if generator is None else generator.device
+    noise = torch.rand(avail.shape, device=where, generator=generator).to(q.device)
     random = noise.masked_fill(~avail, -1.0).argmax(dim=-1)
-    explore = torch.rand(greedy.shape, device=q.device, generator=generator) < epsilon
-    return torch.where(explore, random, greedy)
+    draw = torch.rand(greedy.shape, device=where, generator=generator).to(q.device)
+    return torch.where(draw < epsilon, random, greedy)
 
 
 class GreedyActor:
