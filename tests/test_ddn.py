@@ -15,13 +15,15 @@ import pytest
 import torch
 from torch import nn
 
+from ddn.algorithms import all_algorithms
 from ddn.buffer import EpisodeBatch
 from ddn.checkpoint import list_checkpoints, load_checkpoint
-from ddn.config import DDN_ALGORITHMS, resolve
+from ddn.config import resolve
 from ddn.deploy import export_student, load_student
 from ddn.envs import make
-from ddn.experiment import Experiment, build_learner, transfer_rate
+from ddn.experiment import Experiment, build_learner
 from ddn.learners import DDNLearner
+from ddn.learners.base import transfer_rate
 from ddn.learners.distillation import (
     alive_agents,
     block_loss,
@@ -786,7 +788,7 @@ def test_raw_state_switch_removes_the_pfb():
 
 
 # ---------------------------------------------------------------- 9. every DDN algorithm
-@pytest.mark.parametrize("algo", DDN_ALGORITHMS)
+@pytest.mark.parametrize("algo", [a.name for a in all_algorithms() if a.family == "ddn"])
 def test_every_ddn_algorithm_trains_with_finite_metrics(algo):
     learner, batch = setup(algo)
     before = snapshot(learner)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ddn.checkpoint import CheckpointError
-from ddn.config import ALGORITHMS, ConfigError
+from ddn.config import ConfigError
 from ddn.envs.errors import EnvError
 from ddn.run_folder import MetricsError
 
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train an algorithm on an environment (or --resume a run)")
     t.add_argument("--env", help="environment name (see `ddn list`)")
     t.add_argument("--map", dest="map_name", help="map (smax/smac environments)")
-    t.add_argument("--algo", help=f"algorithm: {', '.join(ALGORITHMS)}")
+    t.add_argument("--algo", help="algorithm name (see `ddn list`)")
     t.add_argument("--seed", type=int)
     t.add_argument("--t-max", type=int, dest="t_max", help="environment steps to train for")
     t.add_argument(
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, required=True)
     x.add_argument("--checkpoint", type=int, help="t_env of the checkpoint (default: latest)")
 
-    sub.add_parser("list", help="environments, maps, algorithms, presets")
+    sub.add_parser("list", help="environments, maps, algorithms, presets, config keys")
 
     r = sub.add_parser("render", help="render a Predator-Prey episode or a SMAX battle as a GIF")
     r.add_argument("--out", type=Path, default=Path("episode.gif"))
@@ -313,20 +313,26 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ddn.config import is_ddn
+    from ddn.algorithms import get_algorithm
     from ddn.deploy import export_student
     from ddn.run import load_run
 
     run = load_run(args.run, args.checkpoint)
-    if not is_ddn(run.cfg.algo):
-        raise ConfigError(f"{args.run} is a {run.cfg.algo} run; only DDN runs have an LPN")
-    path = export_student(run.learner.student, args.out)
+    if not get_algorithm(run.cfg.algo).has_student:
+        raise ConfigError(
+            f"{args.run} is a {run.cfg.algo} run; only runs with a student network "
+            "(DDN's LPN) have one to export"
+        )
+    path = export_student(run.policy("student"), args.out)
     print(json.dumps({"run": str(args.run), "checkpoint": run.t_env, "out": str(path)}))
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ddn.config import list_presets
+    import dataclasses
+
+    from ddn import config
+    from ddn.algorithms import all_algorithms
     from ddn.envs import list_envs
 
     print("Environments (ddn train --env NAME --set env.PARAM=VALUE):")
@@ -339,10 +345,16 @@ def _list(args: argparse.Namespace) -> int:
     print("  " + ", ".join(SMAX_MAPS))
     print("  --env smac --map NAME takes any SMAC map (needs StarCraft II; docs/adapters.md)")
     print("\nAlgorithms (ddn train --algo NAME):")
-    print("  " + ", ".join(ALGORITHMS))
-    print("\nPresets shipped (configs/): default.yaml")
-    print("  envs: " + ", ".join(list_presets("envs")))
-    print("  algs: " + ", ".join(list_presets("algs")))
+    for algo in all_algorithms():
+        own = f" [keys: {', '.join(s.__name__ for s in algo.sections)}]" if algo.sections else ""
+        print(f"  {algo.name:<16} {algo.label}: {algo.description}{own}")
+    print("\nPresets shipped (configs/):")
+    print("  envs: " + ", ".join(config.list_presets("envs")))
+    print("  algs: " + ", ".join(config.list_presets("algs")))
+    print("\nConfig keys and defaults by section (ddn train --set KEY=VALUE):")
+    for section in config.sections():
+        values = dataclasses.asdict(section())
+        print(f"  {section.__name__}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
     return 0
 
 

@@ -12,12 +12,6 @@ from ddn.nets.agent import RecurrentQNetwork
 from ddn.rollout import Collector
 
 
-def policy_name(prefix: str) -> str:
-    """A metrics prefix's network: ``test`` -> teacher (the GGN, or a non-DDN run's only
-    network), ``test_student`` -> student (DDN's LPN)."""
-    return "student" if prefix == "test_student" else "teacher"
-
-
 @dataclass
 class Episodes:
     """Every evaluation episode's return, length and win (``won`` is None where the

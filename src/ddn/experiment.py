@@ -36,14 +36,15 @@ import torch
 from tqdm import tqdm
 
 from ddn import config as config_mod
+from ddn.algorithms import get_algorithm
 from ddn.allocator import keep_freed_memory
 from ddn.buffer import EpisodeBuffer
 from ddn.checkpoint import CheckpointError, list_checkpoints, nonfinite_tensors, save_checkpoint
-from ddn.config import Config, ConfigError, differing_keys, is_ddn
+from ddn.config import Config, ConfigError, differing_keys
 from ddn.envs import VecEnv, get_entry, make
 from ddn.envs.errors import WorkerError
-from ddn.evaluate import policy_name, run_episodes
-from ddn.learners import DDNLearner, VDLearner
+from ddn.evaluate import run_episodes
+from ddn.learners.base import Learner
 from ddn.logging import RunLogger, json_value
 from ddn.provenance import record_start
 from ddn.rng import EXPLORATION, REPLAY, seeded_generator
@@ -121,19 +122,9 @@ def make_env(cfg: Config, num_envs: int, seed: int, device: torch.device) -> Vec
         raise ConfigError(str(exc)) from None
 
 
-def build_learner(cfg: Config, spec, device: torch.device) -> VDLearner | DDNLearner:
-    if is_ddn(cfg.algo):
-        return DDNLearner(cfg, spec, device)
-    return VDLearner(cfg, spec, device)
-
-
-def transfer_rate(metrics: dict[str, float], has_wins: bool) -> float | None:
-    """LPN / GGN: win rates where the environment has wins, else returns (paper Table 2)."""
-    key = "win_rate" if has_wins else "return_mean"
-    teacher, student = metrics.get(f"test/{key}"), metrics.get(f"test_student/{key}")
-    if teacher is None or student is None or teacher == 0:
-        return None
-    return student / teacher
+def build_learner(cfg: Config, spec, device: torch.device) -> Learner:
+    """The learner of ``cfg.algo``, as its registry entry builds it."""
+    return get_algorithm(cfg.algo).learner(cfg, spec, device)
 
 
 class _StopFlag:
@@ -520,7 +511,7 @@ class Experiment:
             else ", then run the same command again"
         )
         if isinstance(exc, _Diverged):
-            lrs = "lr, student_lr, idm_lr" if is_ddn(self.cfg.algo) else "lr"
+            lrs = ", ".join(get_algorithm(self.cfg.algo).learning_rate_keys())
             return (
                 f"training diverged at t_env={self.t_env}: {exc}; {kept}. Try a smaller "
                 f"{lrs} (lr now {self.cfg.lr:g}) or grad_norm_clip "
@@ -600,13 +591,13 @@ class Experiment:
 
     def _test(self, logger: RunLogger) -> None:
         metrics: dict[str, float] = {}
+        algorithm = get_algorithm(self.cfg.algo)
         for prefix, network in self.learner.evaluation_policies().items():
             episodes = run_episodes(network, self.test_env, self.cfg.test_nepisode)
             metrics.update(episodes.summary(prefix))
-            logger.log_episodes(self.t_env, policy_name(prefix), episodes, episode=self.episode)
-        if "test_student/return_mean" in metrics:
-            rate = transfer_rate(metrics, self.spec.has_win_condition)
-            metrics["test/transfer_rate"] = float("nan") if rate is None else rate
+            name = algorithm.policy_by_prefix(prefix).name
+            logger.log_episodes(self.t_env, name, episodes, episode=self.episode)
+        metrics.update(self.learner.evaluation_metrics(metrics))  # e.g. DDN's transfer rate
         logger.log(self.t_env, metrics, episode=self.episode)
         self.last_test = self.t_env
         self._last_test = metrics

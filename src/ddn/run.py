@@ -12,12 +12,14 @@ from typing import Any, Literal
 import torch
 
 from ddn import config as config_mod
+from ddn.algorithms import get_algorithm
 from ddn.checkpoint import CheckpointError, nonfinite_tensors
 from ddn.config import Config, ConfigError
 from ddn.envs import EnvOutput, VecEnv
 from ddn.experiment import build_learner, make_env, resolve_device
 from ddn.nets.actor import GreedyActor
 from ddn.nets.agent import RecurrentQNetwork
+from ddn.learners.base import Learner
 from ddn.run_folder import RunFolder
 
 Policy = Literal["teacher", "student"]
@@ -27,18 +29,15 @@ Policy = Literal["teacher", "student"]
 class LoadedRun:
     cfg: Config
     env: VecEnv
-    learner: Any  # VDLearner or DDNLearner
+    learner: Learner
     t_env: int
 
     def policy(self, which: Policy = "teacher") -> RecurrentQNetwork:
-        """The GGN ("teacher", or the only network of a non-DDN run) or DDN's LPN."""
-        policies = self.learner.evaluation_policies()
-        key = "test" if which == "teacher" else "test_student"
-        if key not in policies:
-            raise ConfigError(
-                f"this run ({self.cfg.algo}) has no student network; use --policy teacher"
-            )
-        return policies[key]
+        """The network ``which`` names in the algorithm's registry entry: the teacher
+        (DDN's GGN, or a run's only network) or the student (DDN's LPN); a run without
+        it gets one ConfigError."""
+        prefix = get_algorithm(self.cfg.algo).policy(which).prefix
+        return self.learner.evaluation_policies()[prefix]
 
 
 def load_run(

@@ -24,33 +24,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ddn.config import ConfigError, base_algo, is_ddn
+from ddn.algorithms import label as algo_label
+from ddn.algorithms import policies_of
+from ddn.config import ConfigError
 from ddn.run_folder import CONFIG_FILE, METRICS_FILE, RunFolder, last_test
 
 Band = Literal["std", "ci"]
 
 # Keys that vary between seeds of one setting and never define a separate line.
 _IGNORED_KEYS = frozenset({"seed", "device", "t_max"})
-
-ALGO_LABELS = {
-    "iql": "IQL",
-    "vdn": "VDN",
-    "qmix": "QMIX",
-    "qatten": "Qatten",
-    "qplex": "QPLEX",
-    "cw_qmix": "CW-QMIX",
-    "ow_qmix": "OW-QMIX",
-    "qtran": "QTRAN",
-}
-
-
-def algo_label(algo: str) -> str:
-    """Display name as in the paper: ``ddn`` -> DDN, ``ddn_vdn`` -> VDN_DDN."""
-    if algo == "ddn":
-        return "DDN"
-    if is_ddn(algo):
-        return f"{ALGO_LABELS.get(base_algo(algo), base_algo(algo))}_DDN"
-    return ALGO_LABELS.get(algo, algo)
 
 
 # ---------------------------------------------------------------------- loading
@@ -298,13 +280,14 @@ def build_curves(
     ):
         name = algo_label(algo) + (f" [{variant}]" if variant else "")
         roles: list[tuple[str, str, str]] = []
-        if is_ddn(algo):
-            roles.append(("teacher", metric, f"{name} GGN"))
-            student = student_metric(metric)
-            if student is not None:
-                roles.append(("student", student, f"{name} LPN"))
-        else:
+        policies = policies_of(algo)
+        if len(policies) == 1:
             roles.append(("main", metric, name))
+        else:  # a teacher and a student (DDN's GGN and LPN), labelled as registered
+            for policy in policies:
+                key = metric if policy.name == "teacher" else student_metric(metric)
+                if key is not None:
+                    roles.append((policy.name, key, f"{name} {policy.label}".rstrip()))
         for role, key, label in roles:
             x, mean, std, lo, hi, n = aggregate([r.series(key) for r in members], band)
             if x.size == 0:

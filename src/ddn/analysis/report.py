@@ -33,9 +33,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ddn.algorithms import all_algorithms, find_algorithm
 from ddn.analysis.aggregate import Options, aggregate_section
 from ddn.analysis.curves import RunRecord, algo_label, mean_std
-from ddn.config import BASE_ALGORITHMS, Config, base_algo, is_ddn
+from ddn.config import Config
 
 _DEFAULTS = Config()
 SWITCHES = (
@@ -160,6 +161,17 @@ def _uses_wins(runs: Sequence[RunRecord]) -> bool:
     return bool(runs) and all("test/win_rate" in r.final_metrics() for r in runs)
 
 
+def _family(algo: str) -> str | None:
+    """The registered method family (every DDN variant: "ddn"); None if unknown."""
+    found = find_algorithm(algo)
+    return found.family if found is not None else None
+
+
+def _has_student(algo: str) -> bool:
+    found = find_algorithm(algo)
+    return found is not None and found.has_student
+
+
 def _is_default(run: RunRecord, except_keys: Sequence[str] = ()) -> bool:
     return all(
         run.config.get(k, getattr(_DEFAULTS, k)) == getattr(_DEFAULTS, k)
@@ -196,13 +208,15 @@ class _Scenarios:
 def _table1(sc: _Scenarios) -> Table | str:
     rows = []
     names = []
+    bases = [a.name for a in all_algorithms() if a.base is None]
     for name, runs in sc.by.items():
         m = f"test/{sc.metric[name]}"
-        for base in BASE_ALGORITHMS:
+        for base in bases:
             plain = [r for r in runs if r.algo == base]
             ddn = [
                 r for r in runs
-                if is_ddn(r.algo) and base_algo(r.algo) == base and _is_default(r)
+                if _family(r.algo) == "ddn" and find_algorithm(r.algo).base == base
+                and _is_default(r)
             ]  # fmt: skip
             if plain and ddn:
                 student = m.replace("test/", "test_student/")
@@ -225,7 +239,7 @@ def _table2(sc: _Scenarios) -> Table | str:
     rows, names = [], []
     for name, runs in sc.by.items():
         key = sc.metric[name]
-        for algo in sorted({r.algo for r in runs if is_ddn(r.algo)}):
+        for algo in sorted({r.algo for r in runs if _has_student(r.algo)}):
             group = [r for r in runs if r.algo == algo and _is_default(r)]
             if not group:
                 continue
@@ -264,7 +278,7 @@ def _ablation(
     rows, names = [], []
     for name, runs in sc.by.items():
         metric = sc.metric[name]
-        for algo in sorted({r.algo for r in runs if is_ddn(r.algo)}):
+        for algo in sorted({r.algo for r in runs if _family(r.algo) == "ddn"}):
             group = [r for r in runs if r.algo == algo and _is_default(r, varied)]
             settings: dict[tuple, list[RunRecord]] = {}
             for run in group:

@@ -19,6 +19,8 @@ steps. ``docs/ddn.md`` maps every equation and ablation switch to the code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -32,6 +34,7 @@ from ddn.learners.distillation import (
     local_loss,
     total_reward,
 )
+from ddn.learners.base import STUDENT_PREFIX, TEACHER_PREFIX, transfer_rate_metrics
 from ddn.learners.targets import fix_avail
 from ddn.learners.value_decomposition import VDLearner, adam, metric_values
 from ddn.nets.agent import AgentOutput
@@ -57,6 +60,8 @@ def build_student(cfg: Config, spec: EnvSpec) -> LocalPolicyNetwork:
 
 
 class DDNLearner:
+    """GGN, LPN and IDM with their optimisers (a :class:`~ddn.learners.base.Learner`)."""
+
     def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.teacher = build_teacher(cfg, spec)
@@ -76,7 +81,11 @@ class DDNLearner:
         return self.teacher if self.cfg.act_with == "teacher" else self.student
 
     def evaluation_policies(self) -> dict[str, nn.Module]:
-        return {"test": self.teacher, "test_student": self.student}
+        return {TEACHER_PREFIX: self.teacher, STUDENT_PREFIX: self.student}
+
+    def evaluation_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """The transfer rate LPN / GGN (the paper's Table 2)."""
+        return transfer_rate_metrics(metrics, self.spec.has_win_condition)
 
     def train(self, batch: EpisodeBatch, episode: int) -> dict[str, float]:
         """Algorithm 1's update: r_I and the IDM step, the GGN's TD step on r + r_I, the
@@ -166,3 +175,7 @@ class DDNLearner:
             # the stream then goes on from its seed (see ddn.experiment.Experiment.load_state).
             if "idm_generator" in state:
                 self.idm_generator.set_state(state["idm_generator"])
+
+    def policy_state_dict(self) -> dict:
+        """What evaluation needs: the GGN's and the LPN's weights."""
+        return {"teacher": self.teacher.state_dict(), "student": self.student.state_dict()}

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ddn.buffer import EpisodeBatch
-from ddn.config import Config, base_algo
+from ddn.config import Config
 from ddn.envs import EnvSpec
 from ddn.learners.targets import last_transition, td_lambda_targets
 from ddn.nets.agent import AgentOutput, AgentQNetwork
@@ -24,15 +24,12 @@ from ddn.nets.masked import masked_argmax, masked_mean
 from ddn.nets.mixers import (
     CentralMixer,
     MixContext,
+    QMixer,
     QTranNet,
-    build_mixer,
     joint_action_is_greedy,
     qtran_losses,
     wqmix_weights,
 )
-
-# Methods that are a plain mixer under the TD loss (named like their mixer).
-PLAIN_MIXERS = ("vdn", "qmix", "qatten", "qplex")
 
 
 @dataclass
@@ -106,18 +103,10 @@ class MixerTD(TDObjective):
 
     def __init__(self, cfg: Config, spec: EnvSpec):
         super().__init__(cfg, spec)
-        kw: dict = {}
-        algo = base_algo(cfg.algo)
-        if algo == "qmix":
-            kw = {"hypernet_layers": cfg.hypernet_layers, "hypernet_embed": cfg.hypernet_embed}
-        elif algo == "qatten":
-            kw = {"n_heads": cfg.n_head}
-        elif algo == "qplex":
-            kw = {"n_heads": cfg.n_head, "adv_hypernet_layers": cfg.adv_hypernet_layers}
-        self.mixer = build_mixer(
-            algo, spec.n_agents, spec.state_dim, spec.n_actions,
-            embed_dim=cfg.mixing_embed_dim, **kw,
-        )  # fmt: skip
+        mixer = _algorithm(cfg).mixer
+        if mixer is None:
+            raise ValueError(f"{cfg.algo} declares no mixer (ddn/algorithms.py)")
+        self.mixer = mixer(cfg, spec)
 
     def q_tot(self, td: TDBatch) -> torch.Tensor:
         b, a = td.batch, self.spec.n_actions
@@ -176,9 +165,9 @@ class WeightedQMixTD(TDObjective):
 
     def __init__(self, cfg: Config, spec: EnvSpec):
         super().__init__(cfg, spec)
-        self.kind = "cw" if base_algo(cfg.algo).startswith("cw") else "ow"
-        self.mixer = build_mixer(
-            "qmix", spec.n_agents, spec.state_dim, spec.n_actions, embed_dim=cfg.mixing_embed_dim,
+        self.kind = "cw" if _algorithm(cfg).base_method == "cw_qmix" else "ow"
+        self.mixer = QMixer(
+            spec.n_agents, spec.state_dim, embed_dim=cfg.mixing_embed_dim,
             hypernet_layers=cfg.hypernet_layers, hypernet_embed=cfg.hypernet_embed,
         )  # fmt: skip
         self.central_agent = AgentQNetwork(
@@ -284,14 +273,16 @@ def _td_metrics(loss, q_tot, y, mask) -> dict[str, torch.Tensor]:
         }
 
 
+def _algorithm(cfg: Config):
+    """The run's registry entry (imported here: the registry imports this module)."""
+    from ddn.algorithms import get_algorithm
+
+    return get_algorithm(cfg.algo)
+
+
 def build_objective(cfg: Config, spec: EnvSpec) -> TDObjective:
-    algo = base_algo(cfg.algo)
-    if algo == "iql":
-        return IndependentTD(cfg, spec)
-    if algo in PLAIN_MIXERS:
-        return MixerTD(cfg, spec)
-    if algo in ("cw_qmix", "ow_qmix"):
-        return WeightedQMixTD(cfg, spec)
-    if algo == "qtran":
-        return QTranTD(cfg, spec)
-    raise ValueError(f"no objective for algorithm {cfg.algo!r}")
+    """The objective the algorithm's registry entry declares."""
+    objective = _algorithm(cfg).objective
+    if objective is None:
+        raise ValueError(f"{cfg.algo} declares no TD objective (ddn/algorithms.py)")
+    return objective(cfg, spec)

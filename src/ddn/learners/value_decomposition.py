@@ -9,7 +9,7 @@ sync the target networks every ``target_update_interval`` episodes.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from torch import nn
 from ddn.buffer import EpisodeBatch
 from ddn.config import Config
 from ddn.envs import EnvSpec
+from ddn.learners.base import TEACHER_PREFIX
 from ddn.learners.objectives import TDBatch, build_objective
 from ddn.learners.targets import fix_avail
 from ddn.nets.agent import AgentOutput, AgentQNetwork, RecurrentQNetwork
@@ -54,7 +55,8 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 
 class VDLearner:
-    """Owns the agent network, the objective, their target copies and the optimizer."""
+    """Owns the agent network, the objective, their target copies and the optimizer
+    (a :class:`~ddn.learners.base.Learner`)."""
 
     def __init__(
         self,
@@ -86,7 +88,11 @@ class VDLearner:
 
     def evaluation_policies(self) -> dict[str, nn.Module]:
         """Networks evaluated greedily at test time, by metric prefix."""
-        return {"test": self.agent}
+        return {TEACHER_PREFIX: self.agent}
+
+    def evaluation_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """None beyond each policy's own summary."""
+        return {}
 
     def train(self, batch: EpisodeBatch, episode: int) -> dict[str, float]:
         """One gradient step on ``batch``; ``episode`` counts episodes collected so far."""
