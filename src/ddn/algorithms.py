@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from ddn.config import (
+    Config,
     ConfigError,
     MixerConfig,
     declare_section,
@@ -36,9 +37,9 @@ from ddn.nets.mixers import Mixer, QattenMixer, QMixer, QPLEXMixer, VDNMixer
 from ddn.suggest import suggest
 
 # (cfg, spec, device) -> the learner; (cfg, spec) -> the objective, the mixer.
-LearnerFactory = Callable[[Any, EnvSpec, torch.device], Learner]
-ObjectiveFactory = Callable[[Any, EnvSpec], TDObjective]
-MixerFactory = Callable[[Any, EnvSpec], Mixer]
+LearnerFactory = Callable[[Config, EnvSpec, torch.device], Learner]
+ObjectiveFactory = Callable[[Config, EnvSpec], TDObjective]
+MixerFactory = Callable[[Config, EnvSpec], Mixer]
 
 
 # ---------------------------------------------------------------------- config sections

@@ -346,15 +346,21 @@ def _list(args: argparse.Namespace) -> int:
     print("  --env smac --map NAME takes any SMAC map (needs StarCraft II; docs/adapters.md)")
     print("\nAlgorithms (ddn train --algo NAME):")
     for algo in all_algorithms():
-        own = f" [keys: {', '.join(s.__name__ for s in algo.sections)}]" if algo.sections else ""
+        own = f" [config: {', '.join(s.__name__ for s in algo.sections)}]" if algo.sections else ""
         print(f"  {algo.name:<16} {algo.label}: {algo.description}{own}")
     print("\nPresets shipped (configs/):")
     print("  envs: " + ", ".join(config.list_presets("envs")))
     print("  algs: " + ", ".join(config.list_presets("algs")))
     print("\nConfig keys and defaults by section (ddn train --set KEY=VALUE):")
     for section in config.sections():
-        values = dataclasses.asdict(section())
-        print(f"  {section.__name__}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+        defaults = section()
+        values = [
+            f"{f.name}={getattr(defaults, f.name)!r}"
+            if "follows" not in f.metadata
+            else f"{f.name}=<{f.metadata['follows']}>"  # unset: takes that key's value
+            for f in dataclasses.fields(section)
+        ]
+        print(f"  {section.__name__}: " + ", ".join(values))
     return 0
 
 

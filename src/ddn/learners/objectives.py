@@ -10,6 +10,7 @@ reward (r + r_I) differ.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -30,6 +31,9 @@ from ddn.nets.mixers import (
     qtran_losses,
     wqmix_weights,
 )
+
+if TYPE_CHECKING:
+    from ddn.algorithms import Algorithm
 
 
 @dataclass
@@ -273,7 +277,7 @@ def _td_metrics(loss, q_tot, y, mask) -> dict[str, torch.Tensor]:
         }
 
 
-def _algorithm(cfg: Config):
+def _algorithm(cfg: Config) -> Algorithm:
     """The run's registry entry (imported here: the registry imports this module)."""
     from ddn.algorithms import get_algorithm
 
