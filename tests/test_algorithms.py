@@ -205,7 +205,7 @@ def _doc_blocks() -> list[str]:
 
 
 @pytest.fixture
-def example(monkeypatch):
+def example(monkeypatch, request):
     """docs/adding-an-algorithm.md's module and registry entry, registered for one test."""
     module_code, entry_code = _doc_blocks()
     module = types.ModuleType("ddn_doc_example")
@@ -215,6 +215,8 @@ def example(monkeypatch):
     monkeypatch.setattr(config, "_ALGORITHM_SECTIONS", dict(config._ALGORITHM_SECTIONS))
     monkeypatch.setattr(config, "_OWNER", dict(config._OWNER))
     exec(entry_code, {**vars(algorithms), **module.__dict__})
+    for key in get_algorithm("vdn_scaled").keys:  # the properties declare_section added
+        request.addfinalizer(lambda key=key: delattr(Config, key))
     return module
 
 

@@ -4,10 +4,10 @@ An :class:`Algorithm` says everything the rest of ddn needs to know about a meth
 its name and display label, how to build its learner, its TD objective and mixer (for
 the value-decomposition methods and DDN's teacher), its own config section, the
 networks it evaluates (and under which names), and the method it is built on. The CLI
-(``ddn list``, ``--algo``), the presets (``configs/algs/<preset>.yaml``), the config's
-keys, the training loop, ``ddn evaluate``/``export``, sweeps, plots and reports all
-read it from here. Adding an algorithm is one module plus one :func:`register` call
-here: docs/adding-an-algorithm.md walks through an example.
+(``ddn list``, ``--algo``), the config's keys, the training loop, ``ddn evaluate`` and
+``export``, sweeps, plots and reports all read it from here. Adding an algorithm is
+one module plus one :func:`register` call here: docs/adding-an-algorithm.md walks
+through an example.
 """
 
 from __future__ import annotations
@@ -126,7 +126,6 @@ class Algorithm:
     policies: tuple[EvaluationPolicy, ...] = ONLY_NETWORK
     base: str | None = None  # the registered method it is built on (ddn_vdn: vdn)
     family: str = ""  # what reports group by (every DDN variant: "ddn"); default its name
-    preset: str | None = None  # configs/algs/<preset>.yaml, if it has one
     keys: tuple[str, ...] = field(default=(), init=False)  # its sections' keys
 
     def __post_init__(self) -> None:
@@ -258,7 +257,6 @@ BASE_METHODS = (
     Algorithm(
         "qtran", "QTRAN", "QTRAN-base: free joint Q with the L_opt / L_nopt constraints",
         VDLearner, QTranTD, sections=(QTRANConfig,),
-        preset="qtran",
     ),
 )  # fmt: skip
 

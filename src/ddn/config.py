@@ -209,6 +209,19 @@ def declare_section(section: type) -> None:
     _ALGORITHM_SECTIONS[section] = None
     for f in dataclasses.fields(section):
         _OWNER[f.name] = section
+        # A property, so that a read of a section's key (per update, in the learners)
+        # costs what a plain attribute read does.
+        setattr(Config, f.name, _section_key(section, f.name))
+
+
+def _section_key(section: type, name: str) -> property:
+    def get(cfg: Config) -> Any:
+        return getattr(cfg._sections[section], name)
+
+    def put(cfg: Config, value: Any) -> None:
+        setattr(cfg._sections[section], name, value)
+
+    return property(get, put, doc=f"{section.__name__}.{name}")
 
 
 def _load_registry() -> None:
@@ -237,7 +250,8 @@ class Config(RunConfig, CollectConfig, OptimConfig, TDConfig, AgentConfig, Mixer
     """A run's configuration: the common sections as fields (so ``cfg.lr`` and
     ``dataclasses.replace(cfg, threads=2)`` work as on any dataclass) and one instance
     of each algorithm section. ``Config(**flat)`` takes any key by its flat name; a key
-    of an algorithm section reads and writes through to it (``cfg.fusion_dim``)."""
+    of an algorithm section is a property that reads and writes through to it
+    (``cfg.fusion_dim``)."""
 
     _sections: dict[type, Any] = field(default_factory=dict)
 
@@ -267,21 +281,22 @@ class Config(RunConfig, CollectConfig, OptimConfig, TDConfig, AgentConfig, Mixer
                     setattr(self, f.name, getattr(self, source))
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for names that are not plain attributes: algorithm keys.
+        # Reached only for a name that is no attribute. Algorithm keys are properties
+        # added by declare_section; a Config unpickled in a fresh process may come
+        # before the registry declared them.
         if name.startswith("_"):  # copy/pickle probes, before __dict__ is filled
             raise AttributeError(name)
         if name not in _OWNER:
-            _load_registry()  # e.g. a Config unpickled in a fresh process
-        owner = _OWNER.get(name)
-        if owner is None or owner not in self._sections:
+            _load_registry()
+        if name not in _OWNER:
             raise AttributeError(f"Config has no key {name!r}")
-        return getattr(self._sections[owner], name)
+        return getattr(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _COMMON_KEYS or name.startswith("_"):
+        # An algorithm key's property writes through to its section; a name that is no
+        # key is a mistake, not a new attribute.
+        if name in _COMMON_KEYS or name in _OWNER or name.startswith("_"):
             object.__setattr__(self, name, value)
-        elif name in _OWNER:
-            setattr(self._sections[_OWNER[name]], name, value)
         else:
             raise AttributeError(f"Config has no key {name!r}")
 
@@ -500,8 +515,6 @@ def resolve(
 ) -> Config:
     """Presets + overrides -> a validated Config (what ``ddn train`` runs). Keys no
     preset sets keep their dataclass defaults."""
-    from ddn.algorithms import find_algorithm
-
     presets = _preset_dir()
     values: dict[str, Any] = {}
     env_file = presets / "envs" / f"{env_name}.yaml"
@@ -511,9 +524,10 @@ def resolve(
     map_file = presets / "maps" / env_name / f"{map_name}.yaml"
     if map_name is not None and map_file.exists():
         values = _merge(values, load_yaml_mapping(map_file))
-    entry = find_algorithm(algo)  # an unknown one fails in from_dict, with a suggestion
-    if entry is not None and entry.preset is not None:
-        values = _merge(values, load_yaml_mapping(presets / "algs" / f"{entry.preset}.yaml"))
+    # Where a registered algorithm's settings differ from its sections' defaults.
+    alg_file = presets / "algs" / f"{algo}.yaml"
+    if alg_file.exists():
+        values = _merge(values, load_yaml_mapping(alg_file))
     values = _merge(values, {"env_name": env_name, "algo": algo, "map_name": map_name})
     values = _merge(values, {k: v for k, v in explicit.items() if v is not None})
     for item in overrides:
