@@ -280,18 +280,6 @@ class Config(RunConfig, CollectConfig, OptimConfig, TDConfig, AgentConfig, Mixer
                 if source is not None and getattr(self, f.name) is None:
                     setattr(self, f.name, getattr(self, source))
 
-    def __getattr__(self, name: str) -> Any:
-        # Reached only for a name that is no attribute. Algorithm keys are properties
-        # added by declare_section; a Config unpickled in a fresh process may come
-        # before the registry declared them.
-        if name.startswith("_"):  # copy/pickle probes, before __dict__ is filled
-            raise AttributeError(name)
-        if name not in _OWNER:
-            _load_registry()
-        if name not in _OWNER:
-            raise AttributeError(f"Config has no key {name!r}")
-        return getattr(self, name)
-
     def __setattr__(self, name: str, value: Any) -> None:
         # An algorithm key's property writes through to its section; a name that is no
         # key is a mistake, not a new attribute.
@@ -313,10 +301,9 @@ class Config(RunConfig, CollectConfig, OptimConfig, TDConfig, AgentConfig, Mixer
     def to_dict(self) -> dict[str, Any]:
         """Flat ``{key: value}`` of every section (what config.yaml holds)."""
         flat = {name: copy.deepcopy(getattr(self, name)) for name in _COMMON_KEYS}
-        for section in self._sections.values():
+        for section in self._sections.values():  # in declaration order
             flat.update(dataclasses.asdict(section))
-        order = {k: i for i, k in enumerate(keys())}
-        return dict(sorted(flat.items(), key=lambda kv: order.get(kv[0], len(order))))
+        return flat
 
 
 def _hints() -> dict[str, tuple[Any, dataclasses.Field]]:
