@@ -17,9 +17,9 @@ from ddn.checkpoint import CheckpointError, nonfinite_tensors
 from ddn.config import Config, ConfigError
 from ddn.envs import EnvOutput, VecEnv
 from ddn.experiment import build_learner, make_env, resolve_device
+from ddn.learners.base import Learner
 from ddn.nets.actor import GreedyActor
 from ddn.nets.agent import RecurrentQNetwork
-from ddn.learners.base import Learner
 from ddn.run_folder import RunFolder
 
 Policy = Literal["teacher", "student"]

@@ -27,6 +27,7 @@ from torch import nn
 from ddn.buffer import EpisodeBatch
 from ddn.config import Config
 from ddn.envs import EnvSpec
+from ddn.learners.base import STUDENT_PREFIX, TEACHER_PREFIX, transfer_rate_metrics
 from ddn.learners.distillation import (
     idm_loss,
     idm_mask,
@@ -34,7 +35,6 @@ from ddn.learners.distillation import (
     local_loss,
     total_reward,
 )
-from ddn.learners.base import STUDENT_PREFIX, TEACHER_PREFIX, transfer_rate_metrics
 from ddn.learners.targets import fix_avail
 from ddn.learners.value_decomposition import VDLearner, adam, metric_values
 from ddn.nets.agent import AgentOutput
