@@ -63,14 +63,6 @@ def test_zeros_shapes_and_dtypes():
     assert b.num_episodes == 3 and b.max_t == 6
 
 
-def test_last_actions_starts_with_minus_one():
-    b = make_batch([1], [3])
-    last = b.last_actions()
-    assert last.shape == (1, 4, 2)
-    assert (last[:, 0] == -1).all()
-    assert torch.equal(last[:, 1:], b.actions)
-
-
 def test_insert_and_read_back():
     buf = EpisodeBuffer(5, SPEC)
     batch = make_batch([1, 2], [3, 6])

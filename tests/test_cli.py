@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from ddn import config
+from ddn.algorithms import algorithm_names
 from ddn.cli import main
-from ddn.config import ALGORITHMS
 from ddn.envs import list_envs
 from ddn.logging import read_metrics
 
@@ -193,9 +193,10 @@ def test_list(capsys):
     out = capsys.readouterr().out
     for name in list_envs():
         assert name in out
-    for algo in ALGORITHMS:
+    for algo in algorithm_names():
         assert algo in out
-    assert "default.yaml" in out
+    assert "VDN_DDN" in out  # labels from the registry
+    assert "fusion_dim=32" in out and "lr=0.0005" in out  # every key with its default
     assert "n_prey=8" in out  # parameters with their defaults
     assert "envs: " in out and "algs: " in out
     for preset in config.list_presets("algs") + config.list_presets("envs"):

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import yaml
 
 from ddn import config
-from ddn.config import ALGORITHMS, Config, ConfigError, parse_override, resolve
+from ddn.algorithms import algorithm_names
+from ddn.config import Config, ConfigError, parse_override, resolve
 from ddn.envs import list_envs
 
 ENVS = sorted(list_envs())
+ALGORITHMS = algorithm_names()
 
 
 # ---------------------------------------------------------------- presets
@@ -27,14 +27,20 @@ def _preset(*parts: str) -> dict:
     return config.load_yaml_mapping(config._preset_dir().joinpath(*parts))
 
 
+def _alg_preset(algo: str) -> dict:
+    path = config._preset_dir() / "algs" / f"{algo}.yaml"
+    return config.load_yaml_mapping(path) if path.exists() else {}
+
+
 @pytest.mark.parametrize("env_name", ENVS)
 @pytest.mark.parametrize("algo", ["qmix", "qtran", "cw_qmix"])
 def test_preset_precedence(env_name, algo):
-    # default.yaml < envs/<env>.yaml < algs/<algo>.yaml, key by key.
-    layers = [_preset("default.yaml"), _preset("envs", f"{env_name}.yaml"),
-              _preset("algs", f"{algo}.yaml")]  # fmt: skip
+    # The dataclass defaults < envs/<env>.yaml < algs/<algo>.yaml, key by key.
+    # (student_lr and idm_lr follow lr: tested below.)
+    defaults = {k: v for k, v in Config().to_dict().items() if k not in ("student_lr", "idm_lr")}
+    layers = [defaults, _preset("envs", f"{env_name}.yaml"), _alg_preset(algo)]
     cfg = resolve(env_name, algo).to_dict()
-    for key in set().union(*layers) - {"env"}:
+    for key in set().union(*layers) - {"env", "env_name", "algo"}:
         want = next(layer[key] for layer in reversed(layers) if key in layer)
         assert cfg[key] == want, key
     env_params = {}
@@ -49,7 +55,7 @@ def test_overrides_win_over_presets_and_keywords():
     # Explicit keyword values (the CLI's --seed, --t-max) sit below --set.
     cfg = resolve("matrix", "vdn", seed=7, t_max=123, overrides=["t_max=456"])
     assert (cfg.seed, cfg.t_max) == (7, 456)
-    assert resolve("matrix", "vdn", seed=None).seed == _preset("default.yaml")["seed"]
+    assert resolve("matrix", "vdn", seed=None).seed == Config().seed
 
 
 def test_paper_predator_prey_preset():
@@ -70,20 +76,33 @@ def test_env_overrides_merge_into_the_preset():
 def test_list_presets():
     algs = set(config.list_presets("algs"))
     assert algs <= set(ALGORITHMS)
-    assert {"vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran"} <= algs
+    assert "qtran" in algs  # the others have no setting that differs from the defaults
     assert set(config.list_presets("envs")) <= set(ENVS)
     assert "predator_prey" in config.list_presets("envs")
 
 
 def test_presets_use_only_known_keys():
-    keys = {f.name for f in dataclasses.fields(Config)}
+    keys = set(config.keys())
     root = config._preset_dir()
     # Run presets only: configs/sweeps/ holds sweep files, a format of their own.
-    for path in [
-        root / "default.yaml", *root.glob("envs/*.yaml"), *root.glob("algs/*.yaml"),
-        *root.glob("maps/*/*.yaml"),
-    ]:  # fmt: skip
+    paths = [*root.glob("envs/*.yaml"), *root.glob("algs/*.yaml"), *root.glob("maps/*/*.yaml")]
+    assert paths
+    for path in paths:
         assert set(config.load_yaml_mapping(path)) <= keys, path
+
+
+def test_defaults_have_one_source():
+    """The dataclasses hold every default: no default.yaml, and an algorithm preset only
+    says where its algorithm differs from them (else a changed default would not reach
+    that algorithm)."""
+    root = config._preset_dir()
+    assert not (root / "default.yaml").exists()
+    defaults = Config().to_dict()
+    for path in root.glob("algs/*.yaml"):
+        preset = config.load_yaml_mapping(path)
+        assert preset, path
+        for key, value in preset.items():
+            assert config.from_dict({key: value}).to_dict()[key] != defaults[key], (path, key)
 
 
 def test_map_presets_apply_to_their_map_only():
@@ -286,7 +305,7 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.to_dict() == cfg.to_dict()
     # A readable YAML mapping with every key.
     data = yaml.safe_load(path.read_text())
-    assert set(data) == {f.name for f in dataclasses.fields(Config)}
+    assert set(data) == set(config.keys())
     assert data["env"]["payoff"][0] == [11, -30, 0]
 
 

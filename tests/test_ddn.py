@@ -10,22 +10,35 @@ import inspect
 import io
 import math
 import shutil
-from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
+from ddn.algorithms import all_algorithms
 from ddn.buffer import EpisodeBatch
 from ddn.checkpoint import list_checkpoints, load_checkpoint
-from ddn.config import DDN_ALGORITHMS, resolve
+from ddn.config import resolve
 from ddn.deploy import export_student, load_student
 from ddn.envs import make
-from ddn.experiment import Experiment, build_learner, transfer_rate
+from ddn.experiment import Experiment, build_learner
 from ddn.learners import DDNLearner
-from ddn.learners.ddn import DistillationLosses, kl_divergence
+from ddn.learners.base import transfer_rate
+from ddn.learners.distillation import (
+    alive_agents,
+    block_loss,
+    feature_distillation_loss,
+    idm_loss,
+    idm_mask,
+    intrinsic_reward,
+    kl_divergence,
+    local_loss,
+    q_distillation_loss,
+    total_reward,
+)
 from ddn.learners.targets import fix_avail
 from ddn.logging import read_metrics
+from ddn.nets.actor import GreedyActor
 from ddn.nets.agent import AgentOutput
 from ddn.nets.ddn import GuidingNetwork, LocalPolicyNetwork
 from ddn.nets.fusion import FusionBlock
@@ -135,7 +148,7 @@ def test_global_step_changes_only_the_teacher_and_mixer():
 def test_idm_step_changes_only_the_predictor():
     learner, batch = setup("ddn", "idm_mask_prob=1.0")
     before = snapshot(learner)
-    learner.intrinsic_reward(batch)
+    learner.idm_step(batch)
     assert moved_groups(learner, before) == {"idm_predictor"}
     assert changed(learner, before)["idm_predictor"] == 1.0
 
@@ -175,22 +188,21 @@ def test_distillation_loss_has_no_gradient_path_to_the_teacher():
     learner, batch = setup("ddn")
     teacher_params = [*learner.teacher.parameters(), *learner.td.objective.parameters()]
     _, teacher_out = learner.td.td_update(batch, episode=1)  # what train() distils from
-    for x in (teacher_out.q, teacher_out.hidden, teacher_out.feature, teacher_out.block):
+    for x in (teacher_out.q, teacher_out.gru_out, teacher_out.feature, teacher_out.block):
         assert not x.requires_grad and x.grad_fn is None
     for p in [*teacher_params, *learner.student.parameters()]:
         p.grad = None
-    student_out = learner.student.sequence(batch)
-    loss, _ = learner.distill(teacher_out, student_out, fix_avail(batch.avail), batch.filled)
+    x = learner.td.encode(batch)
+    student_out, _ = learner.student.unroll(x)
+    loss, _ = local_loss(teacher_out, student_out, fix_avail(batch.avail), batch.filled)
     loss.backward()
     assert all(p.grad is None for p in teacher_params)
     assert all(p.grad is not None for p in learner.student.parameters())
     assert sum(float(p.grad.abs().sum()) for p in learner.student.parameters()) > 0
 
     # The check bites: the same loss on the live (undetached) teacher outputs reaches it.
-    live = learner.teacher.sequence(batch)
-    loss, _ = learner.distill(
-        live, learner.student.sequence(batch), fix_avail(batch.avail), batch.filled
-    )
+    live, _ = learner.teacher.unroll(x, batch.state)
+    loss, _ = local_loss(live, learner.student.unroll(x)[0], fix_avail(batch.avail), batch.filled)
     loss.backward()
     assert any(p.grad is not None for p in learner.teacher.parameters())
 
@@ -222,25 +234,33 @@ def test_idm_target_never_changes_and_the_predictor_does():
 
 
 # ---------------------------------------------------------------- 3. student needs no state
-def test_student_forward_and_step_need_only_local_observations():
+def test_student_unroll_and_step_need_only_local_inputs():
     learner, batch = setup("ddn")
     student = learner.student
-    assert list(inspect.signature(student.forward).parameters) == [
-        "obs", "last_actions", "hidden",
-    ]  # fmt: skip
-    obs, last = batch.obs, batch.last_actions()
-    e, t1 = obs.shape[:2]
+    x = learner.td.encode(batch)  # x_i = [o_i, u_i^{t-1}, id_i]: nothing of the state
+    assert x.shape[-1] == student.inputs.dim == student.local_dim
+    e, t1 = batch.obs.shape[:2]
     with torch.no_grad():
-        seq, _ = student(obs, last)
+        seq, _ = student.unroll(x)
         hidden = student.initial_hidden(e, CPU)
         for t in range(t1):
-            q, hidden = student.step(SimpleNamespace(obs=obs[:, t]), last[:, t], hidden)
+            q, hidden = student.step(x[:, t], hidden)
             assert torch.allclose(q, seq.q[:, t], atol=1e-5)
-    # The state of the batch is not an input: scrambling it changes nothing.
-    scrambled = copy.copy(batch)
-    scrambled.state = torch.randn_like(batch.state)
-    with torch.no_grad():
-        assert torch.equal(student.sequence(scrambled).q, student.sequence(batch).q)
+        # A state cannot be handed to it by mistake; the teacher's is required.
+        with pytest.raises(ValueError, match="takes no global state"):
+            student.unroll(x, batch.state)
+        with pytest.raises(ValueError, match="takes no global state"):
+            student.step(x[:, 0], hidden, batch.state[:, 0])
+        with pytest.raises(ValueError, match="needs the global state"):
+            learner.teacher.unroll(x)
+        # The actor hands the state only to networks that read it: a scrambled state
+        # changes nothing the student does.
+        actors = [GreedyActor(student, CPU, e) for _ in range(2)]
+        for t in range(t1):
+            obs, avail = batch.obs[:, t], fix_avail(batch.avail[:, t])
+            a = actors[0].act(obs, avail, batch.state[:, t])
+            b = actors[1].act(obs, avail, torch.randn_like(batch.state[:, t]))
+            assert torch.equal(a, b)
 
 
 def test_exported_student_acts_from_observations_only(tmp_path):
@@ -251,12 +271,13 @@ def test_exported_student_acts_from_observations_only(tmp_path):
     policy = load_student(path)
     e, t1 = batch.obs.shape[:2]
     policy.reset(batch=e)
-    hidden = learner.student.initial_hidden(e, CPU)
+    student = learner.student
+    hidden = student.initial_hidden(e, CPU)
     last = torch.full((e, learner.spec.n_agents), -1, dtype=torch.long)
     with torch.no_grad():
         for t in range(t1):
             actions = policy.act(batch.obs[:, t])  # observations only: no state, no avail
-            q, hidden = learner.student.step(SimpleNamespace(obs=batch.obs[:, t]), last, hidden)
+            q, hidden = student.step(student.inputs.encode(batch.obs[:, t], last), hidden)
             assert torch.equal(actions, q.argmax(dim=-1))
             last = actions
 
@@ -331,18 +352,19 @@ def test_networks_use_their_blocks_as_documented():
     """GGN: PFB(x_i, S) feeds the agent net; LPN: IOB(x_i, o_i) does."""
     learner, batch = setup("ddn")
     teacher, student = learner.teacher, learner.student
-    x = teacher.local_info(batch.obs, batch.last_actions())
+    x = learner.td.encode(batch)
     with torch.no_grad():
         w, b = teacher.pfb.weights(x)
         s_hat = torch.einsum("etv,etnvd->etnd", batch.state, w) + b
-        out = teacher.sequence(batch)
+        out, _ = teacher.unroll(x, batch.state)
         assert torch.allclose(out.block, s_hat, atol=1e-5)
-        assert torch.allclose(out.q, teacher.net(s_hat)[0].q, atol=1e-5)
+        # RNNAgent reads time-major inputs.
+        assert torch.allclose(out.q, teacher.net(s_hat.transpose(0, 1))[0].q, atol=1e-5)
         w, b = student.iob.weights(x)
         o_hat = torch.einsum("etnv,etnvd->etnd", batch.obs, w) + b
-        out = student.sequence(batch)
+        out, _ = student.unroll(x)
         assert torch.allclose(out.block, o_hat, atol=1e-5)
-        assert torch.allclose(out.q, student.net(o_hat)[0].q, atol=1e-5)
+        assert torch.allclose(out.q, student.net(o_hat.transpose(0, 1))[0].q, atol=1e-5)
     assert student.iob.value_dim == learner.spec.obs_dim != learner.spec.state_dim
 
 
@@ -399,15 +421,15 @@ def _kl_by_hand(tl: list[float], sl: list[float], valid: list[bool]) -> float:
 def test_distillation_losses_match_a_hand_computation():
     """E=1, 3 transitions (the last one padding), N=2 agents, A=3 actions, H=d=2.
     Agent 1 is dead at step 1 (only its no-op is available)."""
-    cfg = tiny_cfg("ddn", "distill_temperature=2.0", "w_block=0.5", "w_q=2.0", "w_feature=3.0")
+    weights = {"w_block": 0.5, "w_q": 2.0, "w_feature": 3.0, "temperature": 2.0}
     g = torch.Generator().manual_seed(0)
     shape = (1, 4, 2)  # [E, T+1, N]
     teacher = AgentOutput(
-        q=torch.randn(*shape, 3, generator=g), hidden=torch.zeros(*shape, 2),
+        q=torch.randn(*shape, 3, generator=g), gru_out=torch.zeros(*shape, 2),
         feature=torch.rand(*shape, 2, generator=g), block=torch.randn(*shape, 2, generator=g),
     )  # fmt: skip
     student = AgentOutput(
-        q=torch.randn(*shape, 3, generator=g), hidden=torch.zeros(*shape, 2),
+        q=torch.randn(*shape, 3, generator=g), gru_out=torch.zeros(*shape, 2),
         feature=torch.rand(*shape, 2, generator=g), block=torch.randn(*shape, 2, generator=g),
     )  # fmt: skip
     avail = torch.tensor(
@@ -415,7 +437,7 @@ def test_distillation_losses_match_a_hand_computation():
           [[0, 0, 0], [0, 0, 0]]]]
     ).bool()  # fmt: skip
     filled = torch.tensor([[True, True, False]])
-    loss, metrics = DistillationLosses(cfg)(teacher, student, fix_avail(avail), filled)
+    loss, metrics = local_loss(teacher, student, fix_avail(avail), filled, **weights)
 
     alive = [(0, 0), (0, 1), (1, 0)]  # (step, agent)
     tq, sq = teacher.q[0].tolist(), student.q[0].tolist()
@@ -452,10 +474,125 @@ def test_distillation_losses_match_a_hand_computation():
         out.feature[0, 2:] = torch.rand(2, 2, 2, generator=g)
         out.block[0, 1, 1] += 1.0
         out.block[0, 2:] = torch.randn(2, 2, 2, generator=g)
-    again, metrics2 = DistillationLosses(cfg)(teacher, student, fix_avail(avail), filled)
+    again, metrics2 = local_loss(teacher, student, fix_avail(avail), filled, **weights)
     assert again.item() == pytest.approx(loss.item(), rel=1e-6)
     for key in ("train/L_B", "train/L_Q", "train/L_F"):
         assert metrics2[key].item() == pytest.approx(metrics[key].item(), rel=1e-6)
+
+
+# ---------------------------------------------------------------- 5b. each equation by hand
+LN = math.log
+
+
+def test_alive_agents_are_real_transitions_with_a_choice():
+    # E=1, T=2 transitions (the second padding), N=2, A=2; agent 1 has only its no-op at t=0.
+    avail = torch.tensor([[[[1, 1], [1, 0]], [[1, 1], [1, 1]], [[1, 1], [1, 1]]]]).bool()
+    alive = alive_agents(avail, torch.tensor([[True, False]]))
+    assert alive.tolist() == [[[True, False], [False, False]]]
+
+
+def test_block_loss_eq6_by_hand():
+    """L_B, E=1, T=2, N=2, d=2; agent 1 dead at t=1; the bootstrap step t=2 never counts.
+    t=0: agent 0 (1^2 + 2^2) / 2 = 2.5, agent 1 (2^2 + 2^2) / 2 = 4; t=1: agent 0
+    (0 + 1^2) / 2 = 0.5. Mean over the 3 alive agent-steps: 7 / 3."""
+    student = torch.tensor([[[[1.0, 2.0], [3.0, 3.0]], [[0.0, 1.0], [9.0, 9.0]], [[7.0, 7.0]] * 2]])
+    teacher = torch.tensor([[[[0.0, 0.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0]] * 2]])
+    alive = torch.tensor([[[True, True], [True, False]]])
+    assert block_loss(student, teacher, alive).item() == pytest.approx(7 / 3, rel=1e-6)
+
+
+def test_q_distillation_loss_eq6_by_hand():
+    """L_Q at temperature 2, E=1, T=2 (t=1 padding), N=3, A=3, at t=0:
+    agent 0, action 2 unavailable: teacher logits [0, 0]/2 -> p = [1/2, 1/2]; student
+      [2 ln 3, 0]/2 = [ln 3, 0] -> q = [3/4, 1/4]; KL = 1/2 ln(2/3) + 1/2 ln 2 = 1/2 ln(4/3);
+    agent 1, all available: teacher [2 ln 3, 0, 0]/2 -> p = [3/5, 1/5, 1/5]; student 0s ->
+      q = 1/3 each; KL = 3/5 ln(9/5) + 2/5 ln(3/5);
+    agent 2 dead (no-op only): not counted, whatever its Q.
+    Summed over agents, averaged over the one real step."""
+    big = 100.0  # on unavailable actions, dead agents and padding: must not count
+    teacher = torch.tensor([[[[0.0, 0.0, big], [2 * LN(3), 0.0, 0.0], [big, -big, 0.0]]]])
+    student = torch.tensor([[[[2 * LN(3), 0.0, -big], [0.0, 0.0, 0.0], [-big, big, 0.0]]]])
+    teacher = torch.cat((teacher, torch.full_like(teacher, big)), dim=1)  # t=1: padding
+    student = torch.cat((student, torch.full_like(student, -big)), dim=1)
+    avail = torch.tensor([[[[1, 1, 0], [1, 1, 1], [1, 0, 0]], [[1, 1, 1]] * 3]]).bool()
+    filled = torch.tensor([[True, False]])
+    expected = 0.5 * LN(4 / 3) + 0.6 * LN(9 / 5) + 0.4 * LN(3 / 5)  # = 0.29218...
+    alive = alive_agents(avail, filled)
+    l_q = q_distillation_loss(teacher, student, avail, alive, filled, temperature=2.0)
+    assert l_q.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_feature_distillation_loss_eq6_by_hand():
+    """L_F, E=1, T=2, N=2, H=2. Teacher features [ln 3, 0] -> p = [3/4, 1/4], student
+    [0, 0] -> q = [1/2, 1/2]: KL = 3/4 ln(3/2) + 1/4 ln(1/2) = k for every alive agent.
+    Alive: agent 0 at t=0, both agents at t=1: 3k summed, over 2 real steps: 1.5 k."""
+    teacher = torch.tensor([LN(3), 0.0]).expand(1, 3, 2, 2).contiguous()
+    student = torch.zeros(1, 3, 2, 2)
+    student[0, 0, 1] = 5.0  # agent 1 dead at t=0: not counted
+    alive = torch.tensor([[[True, False], [True, True]]])
+    k = 0.75 * LN(1.5) + 0.25 * LN(0.5)  # = 0.13081...
+    l_f = feature_distillation_loss(teacher, student, alive, torch.tensor([[True, True]]))
+    assert l_f.item() == pytest.approx(1.5 * k, rel=1e-5)
+
+
+def _outputs(block: list[float] | None, q: list[float], feature: list[float]) -> AgentOutput:
+    """One agent, one real transition (plus the bootstrap step, zeros)."""
+
+    def seq(x: list[float]) -> torch.Tensor:
+        return torch.stack((torch.tensor(x), torch.zeros(len(x)))).view(1, 2, 1, len(x))
+
+    return AgentOutput(
+        q=seq(q), gru_out=torch.zeros(1, 2, 1, 2), feature=seq(feature),
+        block=None if block is None else seq(block),
+    )  # fmt: skip
+
+
+def test_local_loss_eq7_weights_and_switches_by_hand():
+    """E=1, T=1, N=1, A=2 (both available). L_B: student [1, 2], teacher [0, 0] -> 2.5.
+    L_Q: teacher [ln 3, 0] -> [3/4, 1/4], student [0, 0] -> [1/2, 1/2]:
+      3/4 ln(3/2) + 1/4 ln(1/2). L_F: teacher [0, 0], student [ln 3, 0]: 1/2 ln(4/3).
+    L_local = w_B L_B + w_Q L_Q + w_F L_F; a weight of None switches its term off."""
+    teacher = _outputs([0.0, 0.0], [LN(3), 0.0], [0.0, 0.0])
+    student = _outputs([1.0, 2.0], [0.0, 0.0], [LN(3), 0.0])
+    avail, filled = torch.ones(1, 2, 1, 2, dtype=torch.bool), torch.tensor([[True]])
+    l_b, l_q, l_f = 2.5, 0.75 * LN(1.5) + 0.25 * LN(0.5), 0.5 * LN(4 / 3)
+    loss, metrics = local_loss(teacher, student, avail, filled, 0.5, 2.0, 3.0)
+    assert loss.item() == pytest.approx(0.5 * l_b + 2.0 * l_q + 3.0 * l_f, rel=1e-5)
+    assert metrics["train/L_B"].item() == pytest.approx(l_b, rel=1e-6)
+    assert metrics["train/L_Q"].item() == pytest.approx(l_q, rel=1e-5)
+    assert metrics["train/L_F"].item() == pytest.approx(l_f, rel=1e-5)
+    assert metrics["train/L_local"].item() == pytest.approx(loss.item())
+    loss, metrics = local_loss(teacher, student, avail, filled, 0.5, 2.0, None)  # no L_F
+    assert loss.item() == pytest.approx(0.5 * l_b + 2.0 * l_q, rel=1e-5)
+    assert set(metrics) == {"train/L_B", "train/L_Q", "train/L_local"}
+    no_block = _outputs(None, [LN(3), 0.0], [0.0, 0.0])  # the raw-state teacher: no PFB
+    loss, metrics = local_loss(no_block, student, avail, filled, 0.5, None, None)
+    assert loss.item() == 0.0 and not loss.requires_grad
+    assert set(metrics) == {"train/L_local"}
+
+
+def test_idm_mask_loss_and_intrinsic_reward_eqs_8_and_9_by_hand():
+    """e = [[1, 2, 3], [4, 5, 6]], mask m = [[1, 0, 1], [0, 0, 1]]: L_I (eq. 8) =
+    (1 + 3 + 6) / 3 = 10/3. r_I (eq. 9) with coef 0.5 and scale 2: 0.5 * m * e / 2 =
+    [[0.25, 0, 0.75], [0, 0, 1.5]], without gradient (the predictor learns from L_I only)."""
+    error = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    assert idm_loss(error, mask).item() == pytest.approx(10 / 3, rel=1e-6)
+    r_i = intrinsic_reward(error, mask, coef=0.5, scale=torch.tensor(2.0))
+    assert r_i.tolist() == [[0.25, 0.0, 0.75], [0.0, 0.0, 1.5]]
+    assert not r_i.requires_grad
+    # m ~ Bernoulli(mu) on real transitions only, drawn from the generator given.
+    filled = torch.tensor([[True, True, False]] * 400)
+    assert not idm_mask(filled, 0.0).any() and torch.equal(idm_mask(filled, 1.0), filled)
+    m = idm_mask(filled, 0.75, torch.Generator().manual_seed(0))
+    assert not m[:, 2].any() and 0.70 < m[:, :2].float().mean().item() < 0.80
+    assert torch.equal(m, idm_mask(filled, 0.75, torch.Generator().manual_seed(0)))
+
+
+def test_total_reward_eq10_by_hand():
+    # r_tot = r + r_I: [1, -1] + [0.25, 0] = [1.25, -1].
+    r_tot = total_reward(torch.tensor([1.0, -1.0]), torch.tensor([0.25, 0.0]))
+    assert r_tot.tolist() == [1.25, -1.0]
 
 
 # ---------------------------------------------------------------- 6. frozen teacher
@@ -465,7 +602,7 @@ def test_student_distils_a_frozen_teacher():
     learner, batch = setup("ddn_vdn", "idm=false", "student_lr=0.002", seed=0)
     with torch.no_grad():  # no head bias: the teacher's greedy action depends on its input
         learner.teacher.net.fc2.bias.zero_()
-        teacher_out = learner.teacher.sequence(batch).detach()
+        teacher_out = learner.teacher.unroll(learner.td.encode(batch), batch.state)[0].detach()
     frozen = copy.deepcopy(learner.teacher.state_dict())
     t = batch.filled.shape[1]
     avail, alive = fix_avail(batch.avail)[:, :t], alive_mask(batch)
@@ -475,7 +612,9 @@ def test_student_distils_a_frozen_teacher():
 
     def agreement() -> float:
         with torch.no_grad():
-            student_actions = greedy(learner.student.sequence(batch).q[:, :t], avail)
+            student_actions = greedy(
+                learner.student.unroll(learner.td.encode(batch))[0].q[:, :t], avail
+            )
         return float((student_actions == teacher_actions)[alive].float().mean())
 
     start = agreement()
@@ -513,7 +652,7 @@ def test_intrinsic_reward_falls_for_a_repeated_state_and_stays_high_for_a_novel_
     batch = state_batch(env.spec, seen.expand(4, 6, -1).clone())
     with torch.no_grad():
         e_seen0, e_novel0 = learner.idm.error(seen), learner.idm.error(novel)
-    rewards = [float(learner.intrinsic_reward(batch)[0].mean()) for _ in range(100)]
+    rewards = [float(learner.idm_step(batch)[0].mean()) for _ in range(100)]
     with torch.no_grad():
         e_seen, e_novel, e_other = (learner.idm.error(s) for s in (seen, novel, other))
     assert e_seen < 0.01 * e_seen0
@@ -531,14 +670,14 @@ def test_intrinsic_reward_stays_bounded_when_every_state_is_the_same():
     learner = build_learner(cfg, env.spec, CPU)
     batch = state_batch(env.spec, env.reset().state[0].expand(4, 6, -1).clone())
     for _ in range(20):
-        r_i, _ = learner.intrinsic_reward(batch)
+        r_i, _ = learner.idm_step(batch)
         assert float(r_i.max()) <= 0.1 * 10  # e / rms(e) stays O(1)
 
 
 def test_mask_probability_zero_and_one():
     learner, batch = setup("ddn", "idm_mask_prob=0.0")
     predictor = copy.deepcopy(learner.idm.predictor.state_dict())
-    r_i, metrics = learner.intrinsic_reward(batch)
+    r_i, metrics = learner.idm_step(batch)
     assert torch.equal(r_i, torch.zeros_like(batch.reward))
     assert float(metrics["train/r_I_mean"]) == 0.0 and float(metrics["train/L_I"]) == 0.0
     for n, p in learner.idm.predictor.state_dict().items():  # nothing selected: no learning
@@ -552,7 +691,7 @@ def test_mask_probability_zero_and_one():
         batch.avail[ep, end + 1 :] = False
     with torch.no_grad():
         error = learner.idm.error(batch.state[:, 1:])
-    r_i, metrics = learner.intrinsic_reward(batch)
+    r_i, metrics = learner.idm_step(batch)
     assert (r_i[batch.filled] > 0).all()
     assert (r_i[~batch.filled] == 0).all()
     assert torch.allclose(r_i, error * batch.filled, atol=1e-6)
@@ -576,7 +715,7 @@ def test_idm_next_state_switch_picks_the_state_fed(next_state):
     with torch.no_grad():
         e_next = learner.idm.error(states[:, 1:])
         e_now = learner.idm.error(states[:, :-1])
-    r_i, _ = learner.intrinsic_reward(batch)
+    r_i, _ = learner.idm_step(batch)
     expected, wrong = (e_next, e_now) if next_state else (e_now, e_next)
     assert torch.allclose(r_i, 0.5 * expected, atol=1e-6)
     assert not torch.allclose(r_i, 0.5 * wrong, atol=1e-3)
@@ -586,7 +725,7 @@ def test_idm_normalises_by_the_running_rms():
     learner, batch = setup("ddn", "idm_mask_prob=1.0", "idm_coef=0.3")
     with torch.no_grad():
         error = learner.idm.error(batch.state[:, 1:])
-    r_i, _ = learner.intrinsic_reward(batch)
+    r_i, _ = learner.idm_step(batch)
     rms = error[batch.filled].double().pow(2).mean().sqrt()  # first update: batch stats
     assert torch.allclose(r_i.double(), 0.3 * error.double() / rms, rtol=1e-4)
     assert float(learner.idm.error_stats.count) == int(batch.filled.sum())
@@ -596,9 +735,9 @@ def _recording_rewards(learner: DDNLearner) -> list[torch.Tensor]:
     seen: list[torch.Tensor] = []
     td_update = learner.td.td_update
 
-    def wrapped(batch, episode, reward=None):
+    def wrapped(batch, episode, reward=None, inputs=None):
         seen.append(batch.reward if reward is None else reward)
-        return td_update(batch, episode, reward)
+        return td_update(batch, episode, reward, inputs)
 
     learner.td.td_update = wrapped
     return seen
@@ -633,11 +772,11 @@ def test_raw_state_switch_removes_the_pfb():
     assert in_optimizer == expected
     assert not {id(p) for p in learner.student.iob.parameters()} & in_optimizer
     with torch.no_grad():
-        out = teacher.sequence(batch)
+        x = learner.td.encode(batch)
+        out, _ = teacher.unroll(x, batch.state)
         assert out.block is None
-        x = teacher.local_info(batch.obs, batch.last_actions())
         raw = torch.cat((batch.state.unsqueeze(-2).expand(*x.shape[:-1], -1), x), dim=-1)
-        assert torch.allclose(out.q, teacher.net(raw)[0].q, atol=1e-6)
+        assert torch.allclose(out.q, teacher.net(raw.transpose(0, 1))[0].q, atol=1e-6)
     before = snapshot(learner)
     metrics = learner.train(batch, episode=1)
     assert "train/L_B" not in metrics
@@ -649,7 +788,7 @@ def test_raw_state_switch_removes_the_pfb():
 
 
 # ---------------------------------------------------------------- 9. every DDN algorithm
-@pytest.mark.parametrize("algo", DDN_ALGORITHMS)
+@pytest.mark.parametrize("algo", [a.name for a in all_algorithms() if a.family == "ddn"])
 def test_every_ddn_algorithm_trains_with_finite_metrics(algo):
     learner, batch = setup(algo)
     before = snapshot(learner)
@@ -846,19 +985,19 @@ def test_guiding_and_local_networks_have_the_documented_inputs():
 
 @pytest.mark.parametrize("extra", [(), ("personalized_state=false",)])
 def test_whole_episode_unroll_equals_acting_step_by_step(extra):
-    """The learner's time-major unroll over a batch (shared, cached inputs) computes what
-    the networks compute one env step at a time while acting."""
+    """The learner's time-major unroll over a batch (one encoding of x_i shared by all
+    networks) computes what the networks compute one env step at a time while acting."""
     learner, batch = setup("ddn", *extra)
     baseline = build_learner(tiny_cfg("qmix", *extra), learner.spec, CPU).agent
+    # Teacher, student and the plain agent read the same x_i: one encoding serves all.
+    assert learner.teacher.inputs == learner.student.inputs == baseline.inputs
+    x = learner.td.encode(batch)
     for net in (learner.teacher, learner.student, baseline):
+        state = batch.state if net.reads_state else None
         with torch.no_grad():
-            whole = net.sequence(batch)
+            whole, _ = net.unroll(x, state)
             e, t1 = batch.obs.shape[:2]
             hidden = net.initial_hidden(e, CPU)
-            last = batch.last_actions()
             for t in range(t1):
-                step_out = SimpleNamespace(obs=batch.obs[:, t], state=batch.state[:, t])
-                q, hidden = net.step(step_out, last[:, t], hidden)
+                q, hidden = net.step(x[:, t], hidden, None if state is None else state[:, t])
                 torch.testing.assert_close(whole.q[:, t], q, rtol=1e-5, atol=1e-5)
-    # The inputs were built once for all three networks.
-    assert len(batch.__dict__["_agent_inputs"]) == 1

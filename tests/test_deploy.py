@@ -112,7 +112,7 @@ def test_loaded_policy_acts_like_the_checkpointed_lpn(ddn_run, exported):
     with torch.no_grad():
         while not bool(out.done.all()):
             actions = policy.act(out.obs, out.avail)
-            q, hidden = student.step(SimpleNamespace(obs=out.obs), last, hidden)
+            q, hidden = student.step(student.inputs.encode(out.obs, last), hidden)
             expected = q.masked_fill(~out.avail, float("-inf")).argmax(dim=-1)
             assert torch.equal(actions, expected), steps
             # The recurrent state too (it carries the last actions into the next step).

@@ -10,6 +10,7 @@ import torch
 
 from ddn.envs import EnvOutput, EnvSpec, VecEnv
 from ddn.evaluate import evaluate, run_episodes
+from ddn.nets.inputs import LocalInputs
 
 N_AGENTS, N_ACTIONS, LIMIT = 2, 3, 3
 
@@ -73,16 +74,23 @@ class Lights(VecEnv):
 
 class CopyObservation(torch.nn.Module):
     """A fixed network: Q_i(a) = obs_i[a] + 0.1 [a == 1], i.e. "take the lit action",
-    and action 1 where the lit action is unavailable (Q = (0, 0.1, 1) masked to (0, 0.1))."""
+    and action 1 where the lit action is unavailable (Q = (0, 0.1, 1) masked to (0, 0.1)).
+    Its input x_i is the bare observation (no last action, no agent id)."""
+
+    reads_state = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs = LocalInputs(N_ACTIONS, N_AGENTS, N_ACTIONS, last_action=False, agent_id=False)
+        self.n_agents = N_AGENTS
 
     def initial_hidden(self, batch: int, device: torch.device) -> torch.Tensor:
         return torch.zeros(batch, N_AGENTS, 1, device=device)
 
     def step(
-        self, env_out: EnvOutput, last_actions: torch.Tensor, hidden: torch.Tensor
+        self, x: torch.Tensor, hidden: torch.Tensor, state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        bonus = torch.tensor([0.0, 0.1, 0.0])
-        return env_out.obs + bonus, hidden
+        return x + torch.tensor([0.0, 0.1, 0.0]), hidden
 
 
 # The greedy episodes, step by step (lit actions (agent 1, agent 2) -> actions, reward):

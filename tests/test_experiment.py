@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from ddn.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from ddn.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 from ddn.config import resolve
 from ddn.experiment import Experiment
 from ddn.logging import read_metrics
@@ -593,3 +593,50 @@ def test_summary_json_is_strict_json(tmp_path):
     assert json.loads(path.read_text(), parse_constant=refuse) == {
         "t_env": 5, "test/transfer_rate": None, "x": 1.5,
     }  # fmt: skip
+
+
+# ---------------------------------------------------------------- checkpoint formats
+def _rewrite_latest(run: Path, edit) -> int:
+    """Rewrite the latest checkpoint's state through ``edit`` (checksums renewed)."""
+    t_env, state, buffer = load_checkpoint(run)
+    edit(state)
+    save_checkpoint(run, t_env, state, buffer)
+    return t_env
+
+
+def test_a_format_1_checkpoint_resumes_with_fresh_random_streams(tmp_path, capsys):
+    """Checkpoints written before the separate random streams (format 1: no exploration
+    or replay generator, DDN's learner without its IDM-mask generator) still resume, and
+    say that the continuation restarts those streams from their seeds."""
+    cfg = tiny("save_buffer=true", "t_max=600", algo="ddn")
+    run = tmp_path / "run"
+    Experiment(cfg, run, progress=False).run()
+    for t in list_checkpoints(run)[1:]:
+        shutil.rmtree(run / "checkpoints" / str(t))
+
+    def to_format_1(state: dict) -> None:
+        state["format"] = 1
+        del state["rng"]["exploration"], state["rng"]["replay"]
+        del state["learner"]["idm_generator"]
+
+    t_env = _rewrite_latest(run, to_format_1)
+    exp = Experiment.resume(run, progress=False)
+    assert "predates separate random streams (format 1)" in capsys.readouterr().err
+    assert exp.t_env == t_env
+    summary = exp.run()
+    assert summary["finished"] and summary["t_env"] >= 600
+
+
+def test_a_checkpoint_of_an_unknown_format_is_refused_with_the_reason(tmp_path):
+    run = tmp_path / "run"
+    Experiment(tiny(), run, progress=False).run()
+    _rewrite_latest(run, lambda state: state.update(format=99))
+    with pytest.raises(CheckpointError, match=r"format 99, which this ddn version cannot read"):
+        Experiment.resume(run, progress=False)
+    # The command line says it in one line.
+    proc = subprocess.run(
+        _ddn("train", "--resume", str(run)), capture_output=True, text=True, env=_env()
+    )
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "format 99" in lines[0] and "Traceback" not in proc.stderr

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from ddn.algorithms import algorithm_names
 from ddn.buffer import EpisodeBatch
-from ddn.config import ALGORITHMS, resolve
+from ddn.config import resolve
 from ddn.envs import EnvSpec, make
 from ddn.experiment import build_learner
 from ddn.learners import VDLearner
@@ -201,7 +202,7 @@ def test_learner_state_dict_round_trip_continues_identically():
 
 # ---------------------------------------------------------------- every algorithm
 @pytest.mark.parametrize("env_name", ["predator_prey", "matrix"])
-@pytest.mark.parametrize("algo", ALGORITHMS)
+@pytest.mark.parametrize("algo", algorithm_names())
 def test_every_algorithm_updates_without_nan(env_name, algo):
     cfg = tiny_cfg(env_name, algo, "lr=0.01")
     learner, env = build(cfg, generic=True)
@@ -273,7 +274,7 @@ def test_no_clip_below_the_threshold():
 
 
 # ---------------------------------------------------------------- padding
-@pytest.mark.parametrize("algo", ALGORITHMS)
+@pytest.mark.parametrize("algo", algorithm_names())
 @pytest.mark.parametrize("td_lambda", [0.0, 0.8])
 def test_loss_ignores_padded_steps(algo, td_lambda):
     cfg = tiny_cfg("predator_prey", algo, f"td_lambda={td_lambda}", "env.episode_limit=9")
@@ -322,8 +323,9 @@ def test_iql_loss_is_each_agents_own_td_error_on_the_team_reward(double_q):
             p.add_(torch.randn_like(p) * 0.3)
     batch = synthetic_batch(learner.spec, 5, seed=7)
     with torch.no_grad():
-        q = learner.agent.sequence(batch).q  # [E, T+1, N, A]
-        tq = learner.target_agent.sequence(batch).q
+        x = learner.encode(batch)
+        q = learner.agent.unroll(x)[0].q  # [E, T+1, N, A]
+        tq = learner.target_agent.unroll(x)[0].q
     avail = batch.avail | ~batch.avail.any(dim=-1, keepdim=True)
     errors = []
     for e in range(batch.num_episodes):

@@ -36,7 +36,7 @@ def _ctx(lead: tuple[int, ...], n: int = N, a: int = A, fill: float | None = Non
         state=make(*lead, S),
         actions_onehot=torch.nn.functional.one_hot(acts, a).float(),
         max_qs=make(*lead, n).abs() if fill is None else make(*lead, n),
-        agent_hidden=make(*lead, n, H),
+        agent_gru_out=make(*lead, n, H),
     )
 
 

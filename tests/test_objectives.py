@@ -23,6 +23,7 @@ from ddn.envs import EnvSpec
 from ddn.learners.objectives import TDBatch, TDObjective, build_objective
 from ddn.learners.targets import fix_avail
 from ddn.nets.agent import AgentOutput
+from ddn.nets.inputs import LocalInputs
 from ddn.nets.mixers import MixContext, VDNMixer
 
 GAMMA = 0.5
@@ -51,7 +52,7 @@ def outputs(q: list, hidden: list | None = None) -> AgentOutput:
     zeros unless given); nothing here reads the MLP features."""
     q_t = torch.tensor(q, dtype=torch.float32)
     h_t = torch.zeros(*q_t.shape[:-1], 1) if hidden is None else torch.tensor(hidden)
-    return AgentOutput(q=q_t, hidden=h_t, feature=torch.zeros_like(h_t))
+    return AgentOutput(q=q_t, gru_out=h_t, feature=torch.zeros_like(h_t))
 
 
 def episodes(
@@ -77,8 +78,10 @@ def episodes(
 
 def td_batch(batch: EpisodeBatch, online: AgentOutput, target: AgentOutput) -> TDBatch:
     """What the learner hands its objective (see ``VDLearner.td_update``)."""
+    spec = LocalInputs(batch.obs.shape[-1], batch.obs.shape[-2], online.q.shape[-1])
     return TDBatch(
         batch=batch,
+        inputs=spec.episodes(batch.obs, batch.actions),  # x_i, as the learner encodes it
         online=online,
         target=target,
         reward=batch.reward,
@@ -196,10 +199,10 @@ class JointTable(nn.Module):
         self.v = v
 
     def forward(self, ctx: MixContext) -> tuple[torch.Tensor, torch.Tensor]:
-        assert ctx.actions_onehot is not None and ctx.agent_hidden is not None
+        assert ctx.actions_onehot is not None and ctx.agent_gru_out is not None
         u1, u2 = ctx.actions_onehot[..., 0, :], ctx.actions_onehot[..., 1, :]
         q_jt = torch.einsum("...a,ab,...b->...", u1, self.payoff, u2)
-        q_jt = q_jt + ctx.agent_hidden[..., 0].sum(dim=-1)
+        q_jt = q_jt + ctx.agent_gru_out[..., 0].sum(dim=-1)
         return q_jt, torch.full_like(q_jt, self.v)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from ddn.envs import make
-from ddn.rollout import Collector, EpsilonSchedule, select_actions
+from ddn.nets.actor import select_actions
+from ddn.rollout import Collector, EpsilonSchedule
 
 CATCH = 5
 
@@ -134,19 +136,28 @@ def _copy(out):
 
 
 class CatchyNetwork:
-    """A stateless dummy policy that prefers ``catch``, then a random-ish move."""
+    """A stateless dummy policy that prefers ``catch``, then a random-ish move. Its input
+    encoding records the last actions it is given, its step the recurrent state."""
+
+    reads_state = False
 
     def __init__(self, n_agents: int, n_actions: int, seed: int = 0):
         self.n_agents, self.n_actions = n_agents, n_actions
         self.g = torch.Generator().manual_seed(seed)
         self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.inputs = SimpleNamespace(encode=self._encode)
+
+    def _encode(self, obs, last_actions):
+        self.calls.append((last_actions.clone(), None))
+        return obs
 
     def initial_hidden(self, batch, device):
         return torch.zeros(batch, self.n_agents, 1, device=device)
 
-    def step(self, env_out, last_actions, hidden):
-        self.calls.append((last_actions.clone(), hidden.clone()))
-        b = env_out.obs.shape[0]
+    def step(self, x, hidden, state=None):
+        assert state is None
+        self.calls[-1] = (self.calls[-1][0], hidden.clone())
+        b = x.shape[0]
         q = torch.rand(b, self.n_agents, self.n_actions, generator=self.g)
         if self.n_actions > CATCH:
             q[..., CATCH] += 1.0

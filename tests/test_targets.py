@@ -10,13 +10,8 @@ import torch
 from ddn.config import resolve
 from ddn.envs import make
 from ddn.learners.objectives import build_objective
-from ddn.learners.targets import (
-    fix_avail,
-    last_transition,
-    masked_argmax,
-    masked_mean,
-    td_lambda_targets,
-)
+from ddn.learners.targets import fix_avail, last_transition, td_lambda_targets
+from ddn.nets.masked import masked_argmax, masked_mean
 
 
 def reference_targets(reward, terminated, filled, next_value, gamma, lam):

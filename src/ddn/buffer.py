@@ -12,7 +12,6 @@ from dataclasses import dataclass, fields
 import torch
 
 from ddn.envs import EnvSpec
-from ddn.nets.agent import build_agent_inputs
 
 
 @dataclass
@@ -50,27 +49,6 @@ class EpisodeBatch:
     def max_t(self) -> int:
         return self.reward.shape[1]
 
-    def last_actions(self) -> torch.Tensor:
-        """[E, T+1, N]: the action taken before each step; -1 before the first."""
-        first = torch.full_like(self.actions[:, :1], -1)
-        return torch.cat((first, self.actions), dim=1)
-
-    def agent_inputs(self, n_actions: int, last_action: bool, agent_id: bool) -> torch.Tensor:
-        """[E, T+1, N, D]: every step's local information [o_i, u_i^{t-1}, id_i].
-
-        Built once per batch and shared by every network that unrolls it (online and
-        target agents, DDN's teacher and student). The storage is time-major
-        ([T+1, E, N, D]), the layout the agent networks compute in, and the obs come
-        first in D, so ``x.transpose(0, 1)[..., :O]`` is the obs without a copy.
-        """
-        cache = self.__dict__.setdefault("_agent_inputs", {})
-        key = (n_actions, last_action, agent_id)
-        if key not in cache:
-            last = self.last_actions().transpose(0, 1) if last_action else None
-            x = build_agent_inputs(self.obs.transpose(0, 1), last, n_actions, agent_id)
-            cache[key] = x.transpose(0, 1)
-        return cache[key]
-
     def index(self, idx: torch.Tensor | slice, max_t: int | None = None) -> EpisodeBatch:
         """Episodes ``idx``, trimmed to ``max_t`` transitions."""
         t = self.max_t if max_t is None else max_t
@@ -104,12 +82,24 @@ def episode_bytes(spec: EnvSpec) -> int:
 
 
 class EpisodeBuffer:
-    """A ring of ``capacity`` episodes with uniform sampling."""
+    """A ring of ``capacity`` episodes with uniform sampling.
 
-    def __init__(self, capacity: int, spec: EnvSpec, device: torch.device | str = "cpu"):
+    ``generator`` (a CPU generator) is the replay-sampling stream: a run passes its own,
+    seeded from its seed and saved in its checkpoints, so that sampling neither depends on
+    nor shifts any other random stream.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        spec: EnvSpec,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+    ):
         self.capacity = capacity
         self.spec = spec
         self.device = torch.device(device)
+        self.generator = generator
         self.data = EpisodeBatch.zeros(capacity, spec, self.device)
         self.cursor = 0  # next slot to write
         self.size = 0  # episodes held
@@ -133,10 +123,12 @@ class EpisodeBuffer:
         return self.size >= n
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> EpisodeBatch:
-        """``n`` distinct episodes, uniformly, trimmed to the longest one's length."""
+        """``n`` distinct episodes, uniformly, trimmed to the longest one's length; drawn
+        from ``generator``, by default the buffer's own."""
         if not self.can_sample(n):
             raise ValueError(f"buffer holds {self.size} episodes, cannot sample {n}")
-        idx = torch.randperm(self.size, generator=generator)[:n].to(self.device)
+        g = self.generator if generator is None else generator
+        idx = torch.randperm(self.size, generator=g)[:n].to(self.device)
         max_t = int(self.data.filled[idx].sum(dim=1).max())
         return self.data.index(idx, max(max_t, 1))
 

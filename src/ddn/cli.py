@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ddn.checkpoint import CheckpointError
-from ddn.config import ALGORITHMS, ConfigError
+from ddn.config import ConfigError
 from ddn.envs.errors import EnvError
 from ddn.run_folder import MetricsError
 
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train an algorithm on an environment (or --resume a run)")
     t.add_argument("--env", help="environment name (see `ddn list`)")
     t.add_argument("--map", dest="map_name", help="map (smax/smac environments)")
-    t.add_argument("--algo", help=f"algorithm: {', '.join(ALGORITHMS)}")
+    t.add_argument("--algo", help="algorithm name (see `ddn list`)")
     t.add_argument("--seed", type=int)
     t.add_argument("--t-max", type=int, dest="t_max", help="environment steps to train for")
     t.add_argument(
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, required=True)
     x.add_argument("--checkpoint", type=int, help="t_env of the checkpoint (default: latest)")
 
-    sub.add_parser("list", help="environments, maps, algorithms, presets")
+    sub.add_parser("list", help="environments, maps, algorithms, presets, config keys")
 
     r = sub.add_parser("render", help="render a Predator-Prey episode or a SMAX battle as a GIF")
     r.add_argument("--out", type=Path, default=Path("episode.gif"))
@@ -313,15 +313,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ddn.config import has_student
+    from ddn.algorithms import get_algorithm
     from ddn.deploy import export_student
     from ddn.run import load_run
 
     run = load_run(args.run, args.checkpoint)
-    if not has_student(run.cfg.algo):
+    if not get_algorithm(run.cfg.algo).has_student:
         raise ConfigError(
-            f"{args.run} is a {run.cfg.algo} run; only DDN's runs (their LPN) and its "
-            "rivals' (ctds*, ptde, igm_*) have a student to export"
+            f"{args.run} is a {run.cfg.algo} run; only runs with a student network "
+            "(DDN's LPN) have one to export"
         )
     path = export_student(run.policy("student"), args.out)
     print(json.dumps({"run": str(args.run), "checkpoint": run.t_env, "out": str(path)}))
@@ -329,7 +329,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ddn.config import list_presets
+    import dataclasses
+
+    from ddn import config
+    from ddn.algorithms import all_algorithms
     from ddn.envs import list_envs
 
     print("Environments (ddn train --env NAME --set env.PARAM=VALUE):")
@@ -342,10 +345,22 @@ def _list(args: argparse.Namespace) -> int:
     print("  " + ", ".join(SMAX_MAPS))
     print("  --env smac --map NAME takes any SMAC map (needs StarCraft II; docs/adapters.md)")
     print("\nAlgorithms (ddn train --algo NAME):")
-    print("  " + ", ".join(ALGORITHMS))
-    print("\nPresets shipped (configs/): default.yaml")
-    print("  envs: " + ", ".join(list_presets("envs")))
-    print("  algs: " + ", ".join(list_presets("algs")))
+    for algo in all_algorithms():
+        own = f" [config: {', '.join(s.__name__ for s in algo.sections)}]" if algo.sections else ""
+        print(f"  {algo.name:<16} {algo.label}: {algo.description}{own}")
+    print("\nPresets shipped (configs/):")
+    print("  envs: " + ", ".join(config.list_presets("envs")))
+    print("  algs: " + ", ".join(config.list_presets("algs")))
+    print("\nConfig keys and defaults by section (ddn train --set KEY=VALUE):")
+    for section in config.sections():
+        defaults = section()
+        values = [
+            f"{f.name}={getattr(defaults, f.name)!r}"
+            if "follows" not in f.metadata
+            else f"{f.name}=<{f.metadata['follows']}>"  # unset: takes that key's value
+            for f in dataclasses.fields(section)
+        ]
+        print(f"  {section.__name__}: " + ", ".join(values))
     return 0
 
 

@@ -1,10 +1,24 @@
-"""Typed, validated run configuration.
+"""Typed, validated run configuration, in sections, with PyMARL's flat key names.
 
-A run's configuration is one flat :class:`Config` whose keys are PyMARL's names (so a
-PyMARL user's settings carry over), plus ``env``: the environment's own parameters.
-It is assembled from YAML presets shipped in the package and ``--set`` overrides:
+A run's configuration is one :class:`Config`. It is made of typed sections, one per
+component: :class:`RunConfig` (what to run), :class:`CollectConfig` (data collection,
+replay, exploration), :class:`OptimConfig`, :class:`TDConfig` (the TD target),
+:class:`AgentConfig`, :class:`MixerConfig`, :class:`LogConfig`, plus one section per
+algorithm that needs its own keys (WQMIX, QTRAN, DDN, ...), declared with the
+algorithm in the registry (``ddn/algorithms.py``). Every default lives in these
+dataclasses and nowhere else.
 
-    configs/default.yaml < configs/envs/<env>.yaml < configs/maps/<env>/<map>.yaml
+Keys keep PyMARL's flat names (``lr``, ``mixing_embed_dim``, ``w``, ``fusion_dim``):
+``--set``, the YAML presets and a run's saved ``config.yaml`` use them, so a PyMARL
+user's settings and every old run record still read as they are. Flat names are unique
+across all sections, and ``cfg.lr`` or ``cfg.fusion_dim`` reads a key wherever it lives;
+a component that wants only its own keys takes its section (``cfg.section(DDNConfig)``,
+or a common section's type in its signature: a ``Config`` is each common section).
+
+A configuration is assembled from YAML presets shipped in the package and ``--set``
+overrides, later wins:
+
+    the dataclass defaults < configs/envs/<env>.yaml < configs/maps/<env>/<map>.yaml
     < configs/algs/<algo>.yaml < --set
 
 Every key and type is checked; a mistake gets one :class:`ConfigError` that names the
@@ -14,6 +28,7 @@ valid keys.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import re
@@ -28,187 +43,277 @@ import yaml
 
 from ddn.suggest import suggest
 
-# IQL first: the no-mixer baseline every value-decomposition method is measured against.
-BASE_ALGORITHMS = ("iql", "vdn", "qmix", "qatten", "qplex", "cw_qmix", "ow_qmix", "qtran")
-# DDN on top of each base method; plain "ddn" is the paper's headline, DDN on QMIX.
-DDN_ALGORITHMS = ("ddn", *(f"ddn_{a}" for a in BASE_ALGORITHMS))
-# DDN's Table 2 rivals (docs/rivals.md): each trains a teacher that sees more and a
-# student on local observations; on QMIX unless suffixed with another mixer.
-RIVAL_BASES = {
-    "ctds": "qmix", "ctds_vdn": "vdn", "ctds_qplex": "qplex",
-    "ptde": "qmix", "igm_da": "qmix", "igm_bc": "qmix",
-}  # fmt: skip
-RIVAL_ALGORITHMS = tuple(RIVAL_BASES)
-ALGORITHMS = (*BASE_ALGORITHMS, *DDN_ALGORITHMS, *RIVAL_ALGORITHMS)
-
-
 # Where metrics go besides metrics.jsonl (always written): see ddn/trackers.py.
 LOGGERS = ("tensorboard", "wandb", "mlflow")
-
-
-def is_ddn(algo: str) -> bool:
-    return algo in DDN_ALGORITHMS
-
-
-def has_student(algo: str) -> bool:
-    """Whether ``algo`` trains a student on local observations (DDN and its rivals)."""
-    return is_ddn(algo) or algo in RIVAL_BASES
-
-
-def base_algo(algo: str) -> str:
-    """The value-decomposition method under ``algo`` (``ddn`` -> ``qmix``)."""
-    if algo == "ddn":
-        return "qmix"
-    if algo in RIVAL_BASES:
-        return RIVAL_BASES[algo]
-    return algo.removeprefix("ddn_")
+# Seeds feed torch's and numpy's generators (with offsets for the test environments).
+MAX_SEED = 2**62
 
 
 class ConfigError(ValueError):
     """A user-fixable configuration mistake; the message says how to fix it."""
 
 
+# ---------------------------------------------------------------------- field ranges
+# A key's range is declared with its default, so a section (an algorithm's own too) is
+# checked without a list kept elsewhere.
+def positive(default: Any) -> Any:
+    """A key that must be > 0."""
+    return field(default=default, metadata={"range": "> 0"})
+
+
+def non_negative(default: Any) -> Any:
+    """A key that must be >= 0."""
+    return field(default=default, metadata={"range": ">= 0"})
+
+
+def fraction(default: float) -> Any:
+    """A key that must lie in [0, 1] (probabilities, weights, discounts)."""
+    return field(default=default, metadata={"range": "[0, 1]"})
+
+
+def follows(key: str) -> Any:
+    """A positive key that, left unset (null), takes ``key``'s value when the
+    configuration is built, so config.yaml records the value used."""
+    return field(default=None, metadata={"range": "> 0", "follows": key})
+
+
+# ---------------------------------------------------------------------- sections
 @dataclass
-class Config:
-    # What to run.
+class RunConfig:
+    """What to run."""
+
     env_name: str = "predator_prey"
     map_name: str | None = None
     algo: str = "qmix"
-    env: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)  # the environment's own parameters
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # torch's CPU threads; null: the thread policy picks (ddn/threads.py). A run records
     # the count it used, so that a resume uses the same one.
     threads: int | None = None
-    # Budget and data collection.
-    t_max: int = 1_000_000
-    batch_size_run: int = 8
+
+
+@dataclass
+class CollectConfig:
+    """Budget, data collection, replay and exploration."""
+
+    t_max: int = positive(1_000_000)
+    batch_size_run: int = positive(8)
     # Gradient updates (each on a fresh sample) after each collection of batch_size_run
     # episodes. PyMARL, and so the paper, makes one update per collected episode:
     # updates_per_iteration = batch_size_run reproduces that (the paper presets do).
-    updates_per_iteration: int = 1
-    batch_size: int = 32
-    buffer_size: int = 5000
+    updates_per_iteration: int = positive(1)
+    batch_size: int = positive(32)
+    buffer_size: int = positive(5000)
     buffer_cpu_only: bool = True
     save_buffer: bool = False
-    # Optimisation.
-    lr: float = 5e-4
+    epsilon_start: float = fraction(1.0)
+    epsilon_finish: float = fraction(0.05)
+    epsilon_anneal_time: int = non_negative(50_000)
+
+
+@dataclass
+class OptimConfig:
+    """The optimiser of the TD learning (the paper's Section B.3: RMSprop, lr 5e-4)."""
+
+    lr: float = positive(5e-4)
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
     optim_alpha: float = 0.99
     optim_eps: float = 1e-5
-    gamma: float = 0.99
-    td_lambda: float = 0.0
+    grad_norm_clip: float = positive(10.0)
+
+
+@dataclass
+class TDConfig:
+    """The TD target."""
+
+    gamma: float = fraction(0.99)
+    td_lambda: float = fraction(0.0)
     double_q: bool = True
     # False: a time-out ends the return like a termination (JaxMARL's SMAX baselines);
     # True: it bootstraps from the state reached (PyMARL), the right target when the
     # time-out is not part of the task.
     bootstrap_timeout: bool = True
-    grad_norm_clip: float = 10.0
-    target_update_interval: int = 200
-    # Exploration.
-    epsilon_start: float = 1.0
-    epsilon_finish: float = 0.05
-    epsilon_anneal_time: int = 50_000
-    # Agent network.
-    rnn_hidden_dim: int = 64
+    target_update_interval: int = positive(200)
+
+
+@dataclass
+class AgentConfig:
+    """The recurrent agent network."""
+
+    rnn_hidden_dim: int = positive(64)
     obs_last_action: bool = True
     obs_agent_id: bool = True
-    # Mixers.
-    mixing_embed_dim: int = 32
-    hypernet_layers: int = 2
-    hypernet_embed: int = 64
-    n_head: int = 4  # Qatten / QPLEX attention heads
-    adv_hypernet_layers: int = 3  # QPLEX lambda network depth (1 cannot fit the matrix game)
-    # Weighted QMIX.
-    w: float = 0.1  # weight of the down-weighted joint actions (alpha in the paper)
-    central_mixing_embed_dim: int = 256
-    central_loss: float = 1.0
-    qmix_loss: float = 1.0
-    # QTRAN.
-    opt_loss: float = 1.0
-    nopt_min_loss: float = 0.1
-    # DDN (ddn* algorithms; docs/ddn.md maps each switch to the paper's tables).
-    personalized_state: bool = True  # GGN input: PFB personalized state, else raw [S, o_i, ...]
-    fusion_dim: int = 32  # d: width of the PFB / IOB outputs
-    fusion_hypernet_dim: int = 4  # h: rank of the hypernetwork producing W_i (h+1 bases)
-    act_with: Literal["teacher", "student"] = "teacher"
-    # LPN's Adam learning rate (paper B.3: 5e-4); unset, it follows lr, so a preset that
-    # changes lr (3s5z_vs_3s6z: 1e-3) changes it for every network.
-    student_lr: float | None = None
-    distill_block: bool = True  # L_B
-    w_block: float = 1.0
-    distill_q: bool = True  # L_Q
-    w_q: float = 1.0
-    distill_feature: bool = True  # L_F
-    w_feature: float = 1.0
-    distill_temperature: float = 1.0
-    idm: bool = True  # Internal Distillation Module (RND on the global state)
-    idm_mask_prob: float = 0.75  # mu: Bernoulli probability that a transition gets r_I
-    idm_coef: float = 0.1  # r_I = idm_coef * m * e / running_rms(e)
-    idm_next_state: bool = True  # novelty of S^{t+1} (as RND); false: of S^t
-    idm_normalize: bool = True  # divide e by its running root mean square
-    idm_embed_dim: int = 64
-    idm_lr: float | None = None  # IDM predictor's Adam learning rate; unset, it follows lr
-    # The rivals (ctds*, ptde, igm_*; docs/rivals.md). IGM-DA's learner reads the
-    # available-action mask with its observation, as in its code.
-    igm_learner_avail: bool = True
-    # What CTDS's teacher and IGM-DA's expert read besides their own history: the env's
-    # privileged observation (unlimited sight; predator_prey) or [s, o_i]. auto: CTDS's
-    # teacher the privileged one where the env can produce it, IGM-DA's expert [s, o_i].
-    teacher_obs: Literal["auto", "state", "privileged"] = "auto"
-    # PTDE: the GIP module (z width, hypernetwork units, variance floor); test-time noise
-    # N(0, var_floor) on the student's z_hat; phase 2's dataset (episodes with the
-    # teacher acting at epsilon_finish) and its offline regression (Adam).
-    ptde_z_dim: int = 64
-    ptde_hyper_dim: int = 64
-    ptde_var_floor: float = 0.01
-    ptde_z_noise: bool = True
-    ptde_dataset_episodes: int = 800
-    ptde_distill_steps: int = 500_000
-    ptde_distill_lr: float = 1e-4
-    ptde_distill_batch: int = 2048
-    # Logging, evaluation, checkpoints (intervals in environment steps).
-    test_interval: int = 20_000
-    test_nepisode: int = 32
-    log_interval: int = 10_000
+
+
+@dataclass
+class MixerConfig:
+    """The mixers of the value-decomposition methods."""
+
+    mixing_embed_dim: int = positive(32)
+    hypernet_layers: int = positive(2)
+    hypernet_embed: int = positive(64)
+    n_head: int = positive(4)  # Qatten / QPLEX attention heads
+    # QPLEX lambda network depth (1 cannot fit the matrix game).
+    adv_hypernet_layers: int = positive(3)
+
+
+@dataclass
+class LogConfig:
+    """Logging, evaluation, checkpoints (intervals in environment steps)."""
+
+    test_interval: int = positive(20_000)
+    test_nepisode: int = non_negative(32)
+    log_interval: int = positive(10_000)
     # Trackers fed the same events as metrics.jsonl: tensorboard, wandb, mlflow.
     loggers: list[str] = field(default_factory=lambda: ["tensorboard"])
     save_model: bool = True
-    save_model_interval: int = 100_000
-    keep_checkpoints: int = 3  # the newest this many stay on disk; 0 keeps all
+    save_model_interval: int = positive(100_000)
+    keep_checkpoints: int = non_negative(3)  # the newest this many stay on disk; 0 keeps all
     # Warn once when a logged mean Q exceeds this many times the largest discounted
     # return the rewards seen so far allow (a run heading for divergence); 0: never.
-    runaway_q_factor: float = 10.0
+    runaway_q_factor: float = non_negative(10.0)
 
-    def __post_init__(self) -> None:
-        # Resolved at once, so config.yaml records the rate each network trained with.
-        for key in ("student_lr", "idm_lr"):
-            if getattr(self, key) is None:
-                setattr(self, key, self.lr)
+
+# Every run has these, in this order (config.yaml's order too).
+COMMON_SECTIONS: tuple[type, ...] = (
+    RunConfig, CollectConfig, OptimConfig, TDConfig, AgentConfig, MixerConfig, LogConfig,
+)  # fmt: skip
+
+# Algorithm sections, in declaration order, and the section owning each of their keys:
+# filled by declare_section, which ddn/algorithms.py's register() calls.
+_ALGORITHM_SECTIONS: dict[type, None] = {}
+_OWNER: dict[str, type] = {}
+_COMMON_KEYS = {f.name: s for s in COMMON_SECTIONS for f in dataclasses.fields(s)}
+
+
+_S = typing.TypeVar("_S")
+
+
+def declare_section(section: type) -> None:
+    """Make an algorithm section's keys config keys (idempotent). Its key names must be
+    new: keys are flat, so a name taken by another section would be ambiguous."""
+    if section in _ALGORITHM_SECTIONS:
+        return
+    if not dataclasses.is_dataclass(section):
+        raise TypeError(f"config section {section.__name__} must be a dataclass")
+    for f in dataclasses.fields(section):
+        other = _COMMON_KEYS.get(f.name) or _OWNER.get(f.name)
+        if other is not None:
+            raise ValueError(
+                f"config key {f.name!r} of {section.__name__} is already {other.__name__}'s; "
+                "keys are flat, so choose another name"
+            )
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise TypeError(f"config key {section.__name__}.{f.name} needs a default")
+    _ALGORITHM_SECTIONS[section] = None
+    for f in dataclasses.fields(section):
+        _OWNER[f.name] = section
+        # A property, so that a read of a section's key (per update, in the learners)
+        # costs what a plain attribute read does.
+        setattr(Config, f.name, _section_key(section, f.name))
+
+
+def _section_key(section: type, name: str) -> property:
+    def get(cfg: Config) -> Any:
+        return getattr(cfg._sections[section], name)
+
+    def put(cfg: Config, value: Any) -> None:
+        setattr(cfg._sections[section], name, value)
+
+    return property(get, put, doc=f"{section.__name__}.{name}")
+
+
+def _load_registry() -> None:
+    """Import the algorithm registry, which declares the algorithms' sections. Lazy: the
+    registry imports the learners, and the learners import this module."""
+    import ddn.algorithms  # noqa: F401
+
+
+def algorithm_sections() -> tuple[type, ...]:
+    _load_registry()
+    return tuple(_ALGORITHM_SECTIONS)
+
+
+def sections() -> tuple[type, ...]:
+    """Every section, common ones first."""
+    return (*COMMON_SECTIONS, *algorithm_sections())
+
+
+def keys() -> list[str]:
+    """Every config key, in config.yaml's order."""
+    return [f.name for s in sections() for f in dataclasses.fields(s)]
+
+
+@dataclass(init=False, repr=False)
+class Config(RunConfig, CollectConfig, OptimConfig, TDConfig, AgentConfig, MixerConfig, LogConfig):
+    """A run's configuration: the common sections as fields (so ``cfg.lr`` and
+    ``dataclasses.replace(cfg, threads=2)`` work as on any dataclass) and one instance
+    of each algorithm section. ``Config(**flat)`` takes any key by its flat name; a key
+    of an algorithm section is a property that reads and writes through to it
+    (``cfg.fusion_dim``)."""
+
+    _sections: dict[type, Any] = field(default_factory=dict)
+
+    def __init__(self, _sections: dict[type, Any] | None = None, **values: Any) -> None:
+        for name in _COMMON_KEYS:
+            f = self.__dataclass_fields__[name]
+            if name in values:
+                value = values.pop(name)
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                value = f.default
+            object.__setattr__(self, name, value)
+        # A copy of each section: a replaced Config never shares mutable state.
+        own = {s: copy.copy(v) for s, v in (_sections or {}).items()}
+        for section in algorithm_sections():
+            own.setdefault(section, section())
+        object.__setattr__(self, "_sections", own)
+        for name, value in values.items():
+            if name not in _OWNER:
+                raise TypeError(f"Config got an unknown key {name!r}")
+            setattr(own[_OWNER[name]], name, value)
+        for section in sections():
+            for f in dataclasses.fields(section):
+                source = f.metadata.get("follows")
+                if source is not None and getattr(self, f.name) is None:
+                    setattr(self, f.name, getattr(self, source))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # An algorithm key's property writes through to its section; a name that is no
+        # key is a mistake, not a new attribute.
+        if name in _COMMON_KEYS or name in _OWNER or name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            raise AttributeError(f"Config has no key {name!r}")
+
+    def __repr__(self) -> str:
+        return f"Config({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
+
+    def section(self, kind: type[_S]) -> _S:
+        """The section ``kind``: a common one is this Config itself, an algorithm's
+        its own instance (``cfg.section(DDNConfig).fusion_dim``)."""
+        if kind in COMMON_SECTIONS:
+            return typing.cast(_S, self)
+        return typing.cast(_S, self._sections[kind])
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Flat ``{key: value}`` of every section (what config.yaml holds)."""
+        flat = {name: copy.deepcopy(getattr(self, name)) for name in _COMMON_KEYS}
+        for section in self._sections.values():  # in declaration order
+            flat.update(dataclasses.asdict(section))
+        return flat
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-_HINTS = typing.get_type_hints(Config)
-# Keys that must be > 0 (or >= 0): checked after types.
-_POSITIVE = (
-    "t_max", "batch_size_run", "updates_per_iteration", "batch_size", "buffer_size",
-    "target_update_interval",
-    "rnn_hidden_dim", "mixing_embed_dim", "hypernet_embed", "hypernet_layers", "n_head",
-    "central_mixing_embed_dim", "adv_hypernet_layers", "test_interval", "log_interval",
-    "save_model_interval", "lr", "fusion_dim", "fusion_hypernet_dim", "student_lr",
-    "distill_temperature", "idm_embed_dim", "idm_lr", "grad_norm_clip",
-    "ptde_z_dim", "ptde_hyper_dim", "ptde_var_floor", "ptde_dataset_episodes",
-    "ptde_distill_lr", "ptde_distill_batch",
-)  # fmt: skip
-_NON_NEGATIVE = (
-    "test_nepisode", "epsilon_anneal_time", "w_block", "w_q", "w_feature",
-    "idm_coef", "keep_checkpoints", "runaway_q_factor", "ptde_distill_steps",
-)  # fmt: skip
-# Seeds feed torch's and numpy's generators (with offsets for the test environments).
-MAX_SEED = 2**62
+def _hints() -> dict[str, tuple[Any, dataclasses.Field]]:
+    """Every key's type hint and field (its range, what it follows)."""
+    out = {}
+    for section in sections():
+        hints = typing.get_type_hints(section)
+        for f in dataclasses.fields(section):
+            out[f.name] = (hints[f.name], f)
+    return out
 
 
 def _check_type(key: str, value: Any, hint: Any) -> Any:
@@ -263,29 +368,29 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
 
 
 def from_dict(values: dict[str, Any]) -> Config:
-    """Build a Config from plain values, checking every key, type and range."""
+    """Build a Config from plain flat values, checking every key, type and range."""
+    hints = _hints()
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
-        if key not in _FIELDS:
+        if key not in hints:
             raise ConfigError(
-                f"unknown config key {key!r}.{suggest(key, _FIELDS)} "
-                f"Valid keys: {', '.join(sorted(_FIELDS))}"
+                f"unknown config key {key!r}.{suggest(key, hints)} "
+                f"Valid keys: {', '.join(sorted(hints))}"
             )
-        kwargs[key] = _check_type(key, value, _HINTS[key])
+        kwargs[key] = _check_type(key, value, hints[key][0])
     cfg = Config(**kwargs)
-    for key in _POSITIVE:
-        if getattr(cfg, key) <= 0:
-            raise ConfigError(f"{key} must be > 0, got {getattr(cfg, key)}")
-    for key in _NON_NEGATIVE:
-        if getattr(cfg, key) < 0:
-            raise ConfigError(f"{key} must be >= 0, got {getattr(cfg, key)}")
+    for key, (_, f) in hints.items():
+        value, bounds = getattr(cfg, key), f.metadata.get("range")
+        if bounds == "> 0" and value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+        if bounds == ">= 0" and value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+        if bounds == "[0, 1]" and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{key} must be in [0, 1], got {value}")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(
             f"threads must be >= 1 (or null for the automatic choice), got {cfg.threads}"
         )
-    for key in ("gamma", "td_lambda", "epsilon_start", "epsilon_finish", "w", "idm_mask_prob"):
-        if not 0.0 <= getattr(cfg, key) <= 1.0:
-            raise ConfigError(f"{key} must be in [0, 1], got {getattr(cfg, key)}")
     if not 0 <= cfg.seed <= MAX_SEED:
         raise ConfigError(f"seed must be in [0, 2**62], got {cfg.seed}")
     for key in ("batch_size", "batch_size_run"):
@@ -304,11 +409,9 @@ def from_dict(values: dict[str, Any]) -> Config:
     if len(set(cfg.loggers)) != len(cfg.loggers):
         raise ConfigError(f"loggers lists a logger twice: {cfg.loggers}")
     _check_env(cfg)
-    if cfg.algo not in ALGORITHMS:
-        raise ConfigError(
-            f"unknown algorithm {cfg.algo!r}.{suggest(cfg.algo, ALGORITHMS)} "
-            f"Valid algorithms: {', '.join(ALGORITHMS)}"
-        )
+    from ddn.algorithms import get_algorithm
+
+    get_algorithm(cfg.algo)  # an unknown name: one error with a suggestion
     return cfg
 
 
@@ -397,9 +500,10 @@ def resolve(
     overrides: typing.Sequence[str] = (),
     **explicit: Any,
 ) -> Config:
-    """Presets + overrides -> a validated Config (what ``ddn train`` runs)."""
+    """Presets + overrides -> a validated Config (what ``ddn train`` runs). Keys no
+    preset sets keep their dataclass defaults."""
     presets = _preset_dir()
-    values = load_yaml_mapping(presets / "default.yaml")
+    values: dict[str, Any] = {}
     env_file = presets / "envs" / f"{env_name}.yaml"
     if env_file.exists():
         values = _merge(values, load_yaml_mapping(env_file))
@@ -407,6 +511,7 @@ def resolve(
     map_file = presets / "maps" / env_name / f"{map_name}.yaml"
     if map_name is not None and map_file.exists():
         values = _merge(values, load_yaml_mapping(map_file))
+    # Where a registered algorithm's settings differ from its sections' defaults.
     alg_file = presets / "algs" / f"{algo}.yaml"
     if alg_file.exists():
         values = _merge(values, load_yaml_mapping(alg_file))
@@ -441,9 +546,9 @@ EXECUTION_KEYS = ("threads",)
 
 
 def differing_keys(saved: dict[str, Any], cfg: Config) -> list[str]:
-    """Keys where a stored configuration (a checkpoint's) differs from ``cfg``. Keys the
-    stored one lacks (added to ddn since) count as their defaults; ``EXECUTION_KEYS``
-    never count."""
+    """Keys where a stored configuration (a checkpoint's, a run folder's config.yaml,
+    always flat) differs from ``cfg``. Keys the stored one lacks (added to ddn since)
+    count as their defaults; ``EXECUTION_KEYS`` never count."""
     current = cfg.to_dict()
     stored = {**Config().to_dict(), **saved}
     return sorted(

@@ -12,9 +12,10 @@ import json
 import time
 from pathlib import Path
 
+from ddn.algorithms import get_algorithm
 from ddn.analysis.plot import plot_learning_curve
 from ddn.analysis.render import render_predator_prey
-from ddn.config import is_ddn, resolve
+from ddn.config import resolve
 from ddn.experiment import Experiment
 from ddn.run import load_run, policy_fn
 from ddn.run_folder import RunFolder
@@ -54,7 +55,8 @@ def run_demo(out: Path, t_max: int | None = None) -> dict:
         metrics=("test/return_mean", "test_student/return_mean", "train/return_mean"),
         title="DDN on a small Predator-Prey: teacher (GGN) and student (LPN)",
     )
-    policy = policy_fn(load_run(run_dir).policy("student" if is_ddn(cfg.algo) else "teacher"))
+    which = "student" if get_algorithm(cfg.algo).has_student else "teacher"
+    policy = policy_fn(load_run(run_dir).policy(which))
     gif = render_predator_prey(out / "episode.gif", policy=policy, seed=1, **cfg.env)
     result = {
         "algorithm": DEMO_ALGO,

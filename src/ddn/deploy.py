@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import nn
 
 from ddn.checkpoint import CheckpointError, unreadable_reason
+from ddn.nets.actor import GreedyActor
 from ddn.nets.agent import AgentQNetwork
 from ddn.nets.ddn import LocalPolicyNetwork
 from ddn.nets.rivals import AvailInputAgent, PTDEStudent
@@ -58,8 +58,7 @@ def _arch(network: nn.Module) -> tuple[str, dict[str, Any]]:
             "z_dim": network.z_dim, "noise_std": network.noise_std, **flags,
         }  # fmt: skip
     if isinstance(network, AgentQNetwork):  # the input is [o_i, (avail_i), u, id]
-        extra = network.n_actions * network.last_action + network.n_agents * network.agent_id
-        obs_dim = network.net.fc1.in_features - extra
+        obs_dim = network.inputs.obs_dim
         kind = "rnn"
         if isinstance(network, AvailInputAgent):
             kind, obs_dim = "rnn_avail", obs_dim - network.n_actions
@@ -87,20 +86,24 @@ def export_student(network: nn.Module, path: str | Path) -> Path:
 
 
 class StudentPolicy:
-    """Greedy decentralised execution with a student; keeps each agent's GRU state."""
+    """Greedy decentralised execution with a student (a
+    :class:`~ddn.nets.actor.GreedyActor` fed local observations only); keeps each
+    agent's GRU state and last action."""
 
     def __init__(self, network: nn.Module, device: str | torch.device = "cpu"):
         self.network = network.to(device).eval()
         self.device = torch.device(device)
-        self.reset()
+        self.actor = GreedyActor(self.network, self.device)
 
     def reset(self, batch: int = 1) -> None:
         """Start new episodes (clears the recurrent state and the last actions)."""
-        n = self.network.n_agents
-        self.hidden = self.network.initial_hidden(batch, self.device)
-        self.last_actions = torch.full((batch, n), -1, dtype=torch.long, device=self.device)
+        self.actor.reset(batch)
 
-    @torch.no_grad()
+    @property
+    def hidden(self) -> torch.Tensor:
+        """Each agent's recurrent state, [B, N, H]."""
+        return self.actor.hidden
+
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> torch.Tensor:
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         single = obs.dim() == 2
@@ -113,13 +116,7 @@ class StudentPolicy:
             raise ValueError(
                 "this student (IGM-DA's learner) reads the available actions: pass avail"
             )
-        # Students read the observation (and IGM-DA's the mask) from an env output.
-        seen = SimpleNamespace(obs=obs, avail=avail)
-        q, self.hidden = self.network.step(seen, self.last_actions, self.hidden)
-        if avail is not None:
-            q = q.masked_fill(~avail, float("-inf"))
-        actions = q.argmax(dim=-1)
-        self.last_actions = actions
+        actions = self.actor.act(obs, avail)
         return actions[0] if single else actions
 
 

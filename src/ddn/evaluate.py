@@ -8,13 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from ddn.envs import VecEnv
-from ddn.rollout import ActingNetwork, Collector
-
-
-def policy_name(prefix: str) -> str:
-    """A metrics prefix's network: ``test`` -> teacher (the GGN, or a non-DDN run's only
-    network), ``test_student`` -> student (DDN's LPN)."""
-    return "student" if prefix == "test_student" else "teacher"
+from ddn.nets.agent import RecurrentQNetwork
+from ddn.rollout import Collector
 
 
 @dataclass
@@ -41,7 +36,7 @@ class Episodes:
         return metrics
 
 
-def run_episodes(network: ActingNetwork, env: VecEnv, n_episodes: int) -> Episodes:
+def run_episodes(network: RecurrentQNetwork, env: VecEnv, n_episodes: int) -> Episodes:
     """Run ``n_episodes`` greedy episodes (in rollouts of ``env.num_envs``).
 
     Episodes that a worker failure dropped (``env.dropped``, process-worker envs) are
@@ -68,7 +63,7 @@ def run_episodes(network: ActingNetwork, env: VecEnv, n_episodes: int) -> Episod
 
 
 def evaluate(
-    network: ActingNetwork, env: VecEnv, n_episodes: int, prefix: str = "test"
+    network: RecurrentQNetwork, env: VecEnv, n_episodes: int, prefix: str = "test"
 ) -> dict[str, float]:
     """The summary of ``n_episodes`` greedy episodes (see :meth:`Episodes.summary`)."""
     return run_episodes(network, env, n_episodes).summary(prefix)

@@ -36,22 +36,28 @@ import torch
 from tqdm import tqdm
 
 from ddn import config as config_mod
+from ddn.algorithms import get_algorithm
 from ddn.allocator import keep_freed_memory
 from ddn.buffer import EpisodeBuffer
 from ddn.checkpoint import CheckpointError, list_checkpoints, nonfinite_tensors, save_checkpoint
-from ddn.config import Config, ConfigError, differing_keys, is_ddn
+from ddn.config import Config, ConfigError, differing_keys
 from ddn.envs import VecEnv, get_entry, make
 from ddn.envs.errors import WorkerError
-from ddn.evaluate import policy_name, run_episodes
-from ddn.learners import CTDSLearner, DDNLearner, IGMDALearner, PTDELearner, VDLearner
+from ddn.evaluate import run_episodes
+from ddn.learners.base import Learner, PostBudgetLearner
 from ddn.learners.ctds import teacher_reads_privileged_obs
 from ddn.logging import RunLogger, json_value
 from ddn.provenance import record_start
+from ddn.rng import EXPLORATION, REPLAY, seeded_generator
 from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
 from ddn.run_folder import RunFolder
 from ddn.threads import apply_threads
 
-CHECKPOINT_FORMAT = 1
+# 2: exploration and replay sampling draw from generators of their own (ddn.rng), saved
+# under "rng"; 1 had them share torch's global generator. A format-1 checkpoint resumes
+# with those streams started from their seeds (load_state says so).
+CHECKPOINT_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 class TrainingError(RuntimeError):
@@ -123,28 +129,9 @@ def make_env(cfg: Config, num_envs: int, seed: int, device: torch.device) -> Vec
         raise ConfigError(str(exc)) from None
 
 
-Learner = VDLearner | DDNLearner | CTDSLearner | PTDELearner | IGMDALearner
-
-
 def build_learner(cfg: Config, spec, device: torch.device) -> Learner:
-    if is_ddn(cfg.algo):
-        return DDNLearner(cfg, spec, device)
-    if cfg.algo.startswith("ctds"):
-        return CTDSLearner(cfg, spec, device)
-    if cfg.algo == "ptde":
-        return PTDELearner(cfg, spec, device)
-    if cfg.algo in ("igm_da", "igm_bc"):
-        return IGMDALearner(cfg, spec, device)
-    return VDLearner(cfg, spec, device)
-
-
-def transfer_rate(metrics: dict[str, float], has_wins: bool) -> float | None:
-    """LPN / GGN: win rates where the environment has wins, else returns (paper Table 2)."""
-    key = "win_rate" if has_wins else "return_mean"
-    teacher, student = metrics.get(f"test/{key}"), metrics.get(f"test_student/{key}")
-    if teacher is None or student is None or teacher == 0:
-        return None
-    return student / teacher
+    """The learner of ``cfg.algo``, as its registry entry builds it."""
+    return get_algorithm(cfg.algo).learner(cfg, spec, device)
 
 
 class _StopFlag:
@@ -258,7 +245,9 @@ class Experiment:
         # The buffer is usually the largest allocation: fail on it before building more.
         buffer_device = torch.device("cpu") if cfg.buffer_cpu_only else self.device
         with _allocating("replay buffer", "lower buffer_size or make the environment smaller"):
-            self.buffer = EpisodeBuffer(cfg.buffer_size, self.spec, buffer_device)
+            self.buffer = EpisodeBuffer(
+                cfg.buffer_size, self.spec, buffer_device, seeded_generator(cfg.seed, REPLAY)
+            )
         with _allocating("environments", "make the environment smaller (see `ddn list`)"):
             # A separate stream for tests, so testing never shifts the training episodes.
             n_test = max(1, min(cfg.test_nepisode, 64))
@@ -269,7 +258,7 @@ class Experiment:
             "networks", "lower rnn_hidden_dim, mixing_embed_dim, hypernet_embed or fusion_dim"
         ):
             self.learner = build_learner(cfg, self.spec, self.device)
-        self.collector = Collector(self.env, self.device)
+        self.collector = Collector(self.env, self.device, seeded_generator(cfg.seed, EXPLORATION))
         self.epsilon = EpsilonSchedule(
             cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time
         )
@@ -320,6 +309,8 @@ class Experiment:
                 "torch": torch.get_rng_state(),
                 "train_env": self.env.generator.get_state(),
                 "test_env": self.test_env.generator.get_state(),
+                EXPLORATION: self.collector.generator.get_state(),
+                REPLAY: self.buffer.generator.get_state(),
             },
             "window": {k: torch.tensor(v, dtype=torch.float64) for k, v in self._window.items()},
             # Update metrics not yet logged: a resume must average them in as well.
@@ -330,8 +321,13 @@ class Experiment:
         }
 
     def load_state(self, state: dict[str, Any], buffer: dict | None) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError("checkpoint written by an incompatible ddn version")
+        fmt = state.get("format")
+        if fmt not in READABLE_FORMATS:
+            raise CheckpointError(
+                f"checkpoint has format {fmt!r}, which this ddn version cannot read (it reads "
+                f"formats {', '.join(map(str, READABLE_FORMATS))}): resume it with the ddn "
+                "version that wrote it, or start a new run"
+            )
         diff = differing_keys(state["config"], self.cfg)
         if diff:
             raise CheckpointError(
@@ -351,6 +347,16 @@ class Experiment:
         torch.set_rng_state(state["rng"]["torch"])
         self.env.generator.set_state(state["rng"]["train_env"])
         self.test_env.generator.set_state(state["rng"]["test_env"])
+        if fmt == 1:
+            print(
+                "note: this checkpoint predates separate random streams (format 1): "
+                "exploration, replay sampling and IDM masks go on from their seeds, so the "
+                "continuation is a valid run but not the one the older version would have made",
+                file=sys.stderr,
+            )
+        else:
+            self.collector.generator.set_state(state["rng"][EXPLORATION])
+            self.buffer.generator.set_state(state["rng"][REPLAY])
         self._window = {k: v.tolist() for k, v in state["window"].items()}
         self._train_metrics = {k: v.tolist() for k, v in state.get("train_metrics", {}).items()}
         if buffer is not None:
@@ -509,10 +515,10 @@ class Experiment:
     def _finish_learner(self, logger: RunLogger, stop: _StopFlag) -> bool:
         """A learner's phase after the training budget (PTDE's offline distillation):
         run or continue it and log its metrics. False when a signal stopped it."""
-        phase_two = getattr(self.learner, "phase_two", None)
-        if phase_two is None or self.learner.student_ready:
+        learner = self.learner
+        if not isinstance(learner, PostBudgetLearner) or learner.post_budget_done:
             return True
-        metrics = phase_two(self.env, lambda: stop.requested, self.progress)
+        metrics = learner.post_budget(self.env, lambda: stop.requested, self.progress)
         if metrics is None:
             return False
         logger.log(self.t_env, metrics, episode=self.episode)
@@ -528,7 +534,7 @@ class Experiment:
             else ", then run the same command again"
         )
         if isinstance(exc, _Diverged):
-            lrs = "lr, student_lr, idm_lr" if is_ddn(self.cfg.algo) else "lr"
+            lrs = ", ".join(get_algorithm(self.cfg.algo).learning_rate_keys())
             return (
                 f"training diverged at t_env={self.t_env}: {exc}; {kept}. Try a smaller "
                 f"{lrs} (lr now {self.cfg.lr:g}) or grad_norm_clip "
@@ -608,13 +614,13 @@ class Experiment:
 
     def _test(self, logger: RunLogger) -> None:
         metrics: dict[str, float] = {}
+        algorithm = get_algorithm(self.cfg.algo)
         for prefix, network in self.learner.evaluation_policies().items():
             episodes = run_episodes(network, self.test_env, self.cfg.test_nepisode)
             metrics.update(episodes.summary(prefix))
-            logger.log_episodes(self.t_env, policy_name(prefix), episodes, episode=self.episode)
-        if "test_student/return_mean" in metrics:
-            rate = transfer_rate(metrics, self.spec.has_win_condition)
-            metrics["test/transfer_rate"] = float("nan") if rate is None else rate
+            name = algorithm.policy_by_prefix(prefix).name
+            logger.log_episodes(self.t_env, name, episodes, episode=self.episode)
+        metrics.update(self.learner.evaluation_metrics(metrics))  # e.g. DDN's transfer rate
         logger.log(self.t_env, metrics, episode=self.episode)
         self.last_test = self.t_env
         self._last_test = metrics

@@ -8,22 +8,13 @@ padded :class:`~ddn.buffer.EpisodeBatch`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 
 from ddn.buffer import EpisodeBatch
-from ddn.envs import EnvOutput, VecEnv
-
-
-class ActingNetwork(Protocol):
-    """What a rollout needs from a policy network (the agent net, or DDN's GGN/LPN)."""
-
-    def initial_hidden(self, batch: int, device: torch.device) -> torch.Tensor: ...
-
-    def step(
-        self, env_out: EnvOutput, last_actions: torch.Tensor, hidden: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+from ddn.envs import VecEnv
+from ddn.nets.actor import GreedyActor
+from ddn.nets.agent import RecurrentQNetwork
 
 
 class EpsilonSchedule:
@@ -39,22 +30,6 @@ class EpsilonSchedule:
         return self.start + frac * (self.finish - self.start)
 
 
-def select_actions(
-    q: torch.Tensor, avail: torch.Tensor, epsilon: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Epsilon-greedy over available actions: q, avail [B, N, A] -> actions [B, N].
-
-    With probability epsilon an agent picks uniformly among its available actions.
-    """
-    greedy = q.masked_fill(~avail, float("-inf")).argmax(dim=-1)
-    if epsilon <= 0.0:
-        return greedy
-    noise = torch.rand(avail.shape, device=q.device, generator=generator)
-    random = noise.masked_fill(~avail, -1.0).argmax(dim=-1)
-    explore = torch.rand(greedy.shape, device=q.device, generator=generator) < epsilon
-    return torch.where(explore, random, greedy)
-
-
 @dataclass
 class RolloutStats:
     returns: torch.Tensor  # [B] episode returns
@@ -67,24 +42,28 @@ class RolloutStats:
 
 
 class Collector:
-    """Runs one episode in each of ``env.num_envs`` environments per call."""
+    """Runs one episode in each of ``env.num_envs`` environments per call.
 
-    def __init__(self, env: VecEnv, device: torch.device):
+    ``generator`` is the exploration stream (the run's own, seeded from its seed and
+    saved in its checkpoints); greedy episodes (``epsilon = 0``) draw nothing from it.
+    """
+
+    def __init__(self, env: VecEnv, device: torch.device, generator: torch.Generator | None = None):
         self.env = env
         self.device = device
+        self.generator = generator
 
     @torch.no_grad()
     def run(
         self,
-        network: ActingNetwork,
+        network: RecurrentQNetwork,
         epsilon: float,
         buffer_device: torch.device | None = None,
     ) -> tuple[EpisodeBatch, RolloutStats]:
         env, b, spec = self.env, self.env.num_envs, self.env.spec
         batch = EpisodeBatch.zeros(b, spec, self.device)
         out = env.reset()
-        hidden = network.initial_hidden(b, self.device)
-        last_actions = torch.full((b, spec.n_agents), -1, dtype=torch.long, device=self.device)
+        actor = GreedyActor(network, self.device, b)
         returns = torch.zeros(b, device=self.device)
         lengths = torch.zeros(b, dtype=torch.long, device=self.device)
         t = 0
@@ -95,8 +74,9 @@ class Collector:
             if out.privileged_obs is not None:
                 batch.privileged_obs[:, t] = out.privileged_obs
             running = ~out.done
-            q, hidden = network.step(out, last_actions, hidden)
-            actions = select_actions(q, out.avail, epsilon)
+            actions = actor.act(
+                out.obs, out.avail, out.state, epsilon, self.generator, out.privileged_obs
+            )
             out = env.step(actions)
             batch.actions[:, t] = actions
             batch.reward[:, t] = out.reward
@@ -104,7 +84,6 @@ class Collector:
             batch.filled[:, t] = running
             returns += out.reward
             lengths += running.long()
-            last_actions = actions
             if bool(out.done.all()):
                 break
         # The state each episode ended in (a time-out bootstraps from it).

@@ -12,11 +12,14 @@ from typing import Any, Literal
 import torch
 
 from ddn import config as config_mod
+from ddn.algorithms import get_algorithm
 from ddn.checkpoint import CheckpointError, nonfinite_tensors
 from ddn.config import Config, ConfigError
 from ddn.envs import EnvOutput, VecEnv
 from ddn.experiment import build_learner, make_env, resolve_device
-from ddn.rollout import ActingNetwork, select_actions
+from ddn.learners.base import Learner, PostBudgetLearner
+from ddn.nets.actor import GreedyActor
+from ddn.nets.agent import RecurrentQNetwork
 from ddn.run_folder import RunFolder
 
 Policy = Literal["teacher", "student"]
@@ -26,23 +29,22 @@ Policy = Literal["teacher", "student"]
 class LoadedRun:
     cfg: Config
     env: VecEnv
-    learner: Any  # the algorithm's learner (experiment.build_learner)
+    learner: Learner
     t_env: int
 
-    def policy(self, which: Policy = "teacher") -> ActingNetwork:
-        """The GGN ("teacher", or the only network of a run without a student) or the
-        student (DDN's LPN, a rival's student). A PTDE checkpoint taken before its phase 2
-        gets its student distilled here, first (its progress shown on stderr)."""
-        if which == "student" and getattr(self.learner, "student_ready", True) is False:
-            print("PTDE checkpoint before phase 2: distilling its student first", file=sys.stderr)
-            self.learner.phase_two(self.env)
-        policies = self.learner.evaluation_policies()
-        key = "test" if which == "teacher" else "test_student"
-        if key not in policies:
-            raise ConfigError(
-                f"this run ({self.cfg.algo}) has no student network; use --policy teacher"
-            )
-        return policies[key]
+    def policy(self, which: Policy = "teacher") -> RecurrentQNetwork:
+        """The network ``which`` names in the algorithm's registry entry: the teacher
+        (DDN's GGN, or a run's only network) or the student (DDN's LPN, a rival's
+        student); a run without it gets one ConfigError. A checkpoint taken before the
+        learner's post-budget phase (PTDE's) gets that phase run here first, its
+        progress shown on stderr."""
+        prefix = get_algorithm(self.cfg.algo).policy(which).prefix
+        learner = self.learner
+        pending = isinstance(learner, PostBudgetLearner) and not learner.post_budget_done
+        if which == "student" and pending:
+            print("checkpoint before the post-budget phase: running it first", file=sys.stderr)
+            learner.post_budget(self.env, lambda: False, True)
+        return learner.evaluation_policies()[prefix]
 
 
 def load_run(
@@ -101,19 +103,14 @@ def load_run(
     return LoadedRun(cfg, env, learner, t_env)
 
 
-def policy_fn(network: ActingNetwork) -> Callable[[EnvOutput], torch.Tensor]:
+def policy_fn(network: RecurrentQNetwork) -> Callable[[EnvOutput], torch.Tensor]:
     """A greedy, stateful ``(out) -> actions`` callable; make a new one per episode."""
-    state: dict[str, torch.Tensor | None] = {"hidden": None, "last": None}
+    actor: GreedyActor | None = None
 
-    @torch.no_grad()
     def act(out: EnvOutput) -> torch.Tensor:
-        b, n = out.avail.shape[:2]
-        if state["hidden"] is None:
-            state["hidden"] = network.initial_hidden(b, out.obs.device)
-            state["last"] = torch.full((b, n), -1, dtype=torch.long, device=out.obs.device)
-        q, state["hidden"] = network.step(out, state["last"], state["hidden"])
-        actions = select_actions(q, out.avail, 0.0)
-        state["last"] = actions
-        return actions
+        nonlocal actor
+        if actor is None:  # the batch size and device are the first step's
+            actor = GreedyActor(network, out.obs.device, out.obs.shape[0])
+        return actor.act(out.obs, out.avail, out.state, privileged_obs=out.privileged_obs)
 
     return act

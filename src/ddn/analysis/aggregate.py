@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from ddn.analysis.curves import RunRecord, algo_label, network_names, save_figure, variant_labels
-from ddn.config import ConfigError, base_algo, is_ddn
+from ddn.algorithms import find_algorithm, policies_of
+from ddn.analysis.curves import RunRecord, algo_label, save_figure, variant_labels
+from ddn.config import ConfigError
 from ddn.run_folder import EPISODES_FILE
 
 STATS_EXTRA = "pip install 'ddn[stats]'"
@@ -238,18 +239,16 @@ def collect_scores(runs: Sequence[RunRecord], options: Options) -> Scores:
         lo, hi, _ = ranges[task]
         key = "won" if chosen == "win_rate" else "return"
         for run, tests in members:
-            for policy in ("teacher", "student"):
-                mine = [t for t in tests if t.get("policy") == policy]
+            for policy in policies_of(run.algo):
+                mine = [t for t in tests if t.get("policy") == policy.name]
                 if not mine:
                     continue
                 last = max(mine, key=lambda t: t["t_env"])
                 raw = float(np.mean(np.asarray(last[key], dtype=np.float64)))
                 label = algo_label(run.algo) + (f" [{variants[run.path]}]" if variants[run.path]
                                                 else "")  # fmt: skip
-                networks = network_names(run.algo)
-                if networks is not None:
-                    label += f" {networks[0] if policy == 'teacher' else networks[1]}"
-                algos[label] = (run.algo, variants[run.path], policy)
+                label = f"{label} {policy.label}".rstrip()  # DDN's: "... GGN", "... LPN"
+                algos[label] = (run.algo, variants[run.path], policy.name)
                 scored.append(RunScore(run, task, label, (raw - lo) / (hi - lo), raw))
 
     cells: dict[tuple[str, str], list[RunScore]] = {}
@@ -262,7 +261,7 @@ def collect_scores(runs: Sequence[RunRecord], options: Options) -> Scores:
         k = min(len(cells[(label, t)]) for t in mine)
         for t in mine:
             for dropped in cells[(label, t)][k:]:
-                if dropped.label.endswith((" LPN", " student")):  # reported with its teacher
+                if algos[dropped.label][2] == "student":  # reported once, with the teacher
                     continue
                 left_out.append((dropped.run.path.name, f"{label} has only {k} run(s) on some "
                                  "task; rliable needs the same number on every task"))  # fmt: skip
@@ -273,19 +272,21 @@ def collect_scores(runs: Sequence[RunRecord], options: Options) -> Scores:
 
 
 def improvement_pairs(scores: Scores) -> list[tuple[str, str]]:
-    """(X, Y) pairs a DDN study needs: each DDN network (GGN and LPN) against its base
-    algorithm's line without config variant, and each LPN against its GGN."""
+    """(X, Y) pairs a DDN study needs: each network of a method built on a base method
+    (DDN's GGN and LPN) against that base algorithm's line without config variant, and
+    each student (LPN) against its teacher (GGN) of the same line."""
     pairs = []
-    for label, (algo, _, policy) in sorted(scores.algos.items()):
-        if not is_ddn(algo):
+    for label, (algo, variant, policy) in sorted(scores.algos.items()):
+        entry = find_algorithm(algo)
+        if entry is None or entry.base is None:
             continue
         for base_label, (other, other_variant, _) in sorted(scores.algos.items()):
-            if other == base_algo(algo) and other_variant == "":
+            if other == entry.base and other_variant == "":
                 pairs.append((label, base_label))
         if policy == "student":
-            teacher = label.removesuffix(" LPN") + " GGN"
-            if teacher in scores.algos:
-                pairs.append((label, teacher))
+            for teacher_label, teacher in sorted(scores.algos.items()):
+                if teacher == (algo, variant, "teacher"):
+                    pairs.append((label, teacher_label))
     return pairs
 
 
@@ -402,7 +403,7 @@ def plot_aggregate(
         profiles, bands = performance_profiles(scores.matrices, taus, options.reps, options.seed)
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150)
         for label in labels:
-            style = "--" if label.endswith((" LPN", " student")) else "-"
+            style = "--" if label.endswith(" LPN") else "-"
             ax.plot(taus, profiles[label], style, color=colours[label], lw=1.8, label=label)
             ax.fill_between(taus, bands[label][0], bands[label][1], color=colours[label],
                             alpha=0.15, lw=0)  # fmt: skip

@@ -24,57 +24,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ddn.config import RIVAL_BASES, ConfigError, base_algo, is_ddn
+from ddn.algorithms import label as algo_label
+from ddn.algorithms import policies_of
+from ddn.config import ConfigError
 from ddn.run_folder import CONFIG_FILE, METRICS_FILE, RunFolder, last_test
 
 Band = Literal["std", "ci"]
 
 # Keys that vary between seeds of one setting and never define a separate line.
 _IGNORED_KEYS = frozenset({"seed", "device", "t_max"})
-
-ALGO_LABELS = {
-    "iql": "IQL",
-    "vdn": "VDN",
-    "qmix": "QMIX",
-    "qatten": "Qatten",
-    "qplex": "QPLEX",
-    "cw_qmix": "CW-QMIX",
-    "ow_qmix": "OW-QMIX",
-    "qtran": "QTRAN",
-}
-
-
-RIVAL_LABELS = {
-    "ctds": "CTDS",
-    "ptde": "PTDE",
-    "igm_da": "IGM-DA (DAgger)",
-    "igm_bc": "IGM-DA (BC)",
-}
-
-
-def algo_label(algo: str) -> str:
-    """Display name as in the paper: ``ddn`` -> DDN, ``ddn_vdn`` -> VDN_DDN; the rivals'
-    as in its Table 2, with their mixer where it is not QMIX (``ctds_vdn`` -> CTDS (VDN))."""
-    if algo == "ddn":
-        return "DDN"
-    if is_ddn(algo):
-        return f"{ALGO_LABELS.get(base_algo(algo), base_algo(algo))}_DDN"
-    if algo in RIVAL_LABELS:
-        return RIVAL_LABELS[algo]
-    if algo in RIVAL_BASES:
-        method = algo.split("_")[0]
-        return f"{RIVAL_LABELS[method]} ({ALGO_LABELS[RIVAL_BASES[algo]]})"
-    return ALGO_LABELS.get(algo, algo)
-
-
-def network_names(algo: str) -> tuple[str, str] | None:
-    """The names of a run's two evaluated networks: DDN's GGN and LPN, a rival's teacher
-    and student; None for a run with one network."""
-    if is_ddn(algo):
-        return ("GGN", "LPN")
-    if algo in RIVAL_BASES:
-        return ("teacher", "student")
-    return None
 
 
 # ---------------------------------------------------------------------- loading
@@ -322,14 +280,14 @@ def build_curves(
     ):
         name = algo_label(algo) + (f" [{variant}]" if variant else "")
         roles: list[tuple[str, str, str]] = []
-        networks = network_names(algo)
-        if networks is not None:
-            roles.append(("teacher", metric, f"{name} {networks[0]}"))
-            student = student_metric(metric)
-            if student is not None:
-                roles.append(("student", student, f"{name} {networks[1]}"))
-        else:
+        policies = policies_of(algo)
+        if len(policies) == 1:
             roles.append(("main", metric, name))
+        else:  # a teacher and a student (DDN's GGN and LPN), labelled as registered
+            for policy in policies:
+                key = metric if policy.name == "teacher" else student_metric(metric)
+                if key is not None:
+                    roles.append((policy.name, key, f"{name} {policy.label}".rstrip()))
         for role, key, label in roles:
             x, mean, std, lo, hi, n = aggregate([r.series(key) for r in members], band)
             if x.size == 0:

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ddn.algorithms import policies_of
 from ddn.analysis.curves import RunRecord, variant_labels
-from ddn.config import has_student, is_ddn
 from ddn.run_folder import EPISODES_FILE
 
 # marl-eval's absolute metric re-evaluates the best policy with this many times the
@@ -65,15 +65,15 @@ def marl_eval_data(runs: Sequence[RunRecord]) -> tuple[dict[str, Any], list[tupl
             left_out.append((run.path.name, f"no test episodes in {EPISODES_FILE}"))
             continue
         task = run.map_name or run.env
-        for policy in ("teacher", "student"):
+        for evaluated in policies_of(run.algo):
+            policy = evaluated.name
             mine = [r for r in records if r.get("policy") == policy]
             tests = sorted((r for r in mine if r["source"] == "test"), key=lambda r: r["t_env"])
             if not tests:
                 continue
-            if policy == "student" and has_student(run.algo):
-                algorithm = run.algo + ("_lpn" if is_ddn(run.algo) else "_student")
-            else:
-                algorithm = run.algo
+            algorithm = run.algo
+            if policy == "student":  # the student as its own algorithm: DDN's "<algo>_lpn"
+                algorithm += f"_{evaluated.label.lower()}"
             if variants[run.path]:
                 algorithm += f" [{variants[run.path]}]"
             seeds = data.setdefault(run.env, {}).setdefault(task, {}).setdefault(algorithm, {})

@@ -9,9 +9,7 @@ Which runs feed which table is read from each run's ``config.yaml``:
 
 - Table 1, base vs +DDN: ``<base>`` runs against ``ddn_<base>`` (``ddn`` = ``ddn_qmix``)
   runs with every DDN switch at its default;
-- Table 2, GGN / LPN and the transfer rate LPN / GGN: default DDN runs, then the
-  rivals' runs (CTDS, PTDE, IGM-DA: teacher / student; IGM-DA's DAgger and BC are two
-  rows, each with its expert as teacher and its learner as student);
+- Table 2, GGN / LPN and the transfer rate LPN / GGN: default DDN runs;
 - Table 3, personalized vs raw state: DDN runs differing only in ``personalized_state``;
 - Table 4, which of L_B, L_Q, L_F: DDN runs differing only in ``distill_*``;
 - Table 5, IDM off vs mask probability mu: DDN runs differing only in ``idm`` /
@@ -35,9 +33,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ddn.algorithms import all_algorithms, find_algorithm
 from ddn.analysis.aggregate import Options, aggregate_section
 from ddn.analysis.curves import RunRecord, algo_label, mean_std
-from ddn.config import BASE_ALGORITHMS, RIVAL_ALGORITHMS, Config, base_algo, is_ddn
+from ddn.config import Config
 
 _DEFAULTS = Config()
 SWITCHES = (
@@ -162,6 +161,17 @@ def _uses_wins(runs: Sequence[RunRecord]) -> bool:
     return bool(runs) and all("test/win_rate" in r.final_metrics() for r in runs)
 
 
+def _family(algo: str) -> str | None:
+    """The registered method family (every DDN variant: "ddn"); None if unknown."""
+    found = find_algorithm(algo)
+    return found.family if found is not None else None
+
+
+def _has_student(algo: str) -> bool:
+    found = find_algorithm(algo)
+    return found is not None and found.has_student
+
+
 def _is_default(run: RunRecord, except_keys: Sequence[str] = ()) -> bool:
     return all(
         run.config.get(k, getattr(_DEFAULTS, k)) == getattr(_DEFAULTS, k)
@@ -198,13 +208,15 @@ class _Scenarios:
 def _table1(sc: _Scenarios) -> Table | str:
     rows = []
     names = []
+    bases = [a.name for a in all_algorithms() if a.base is None]
     for name, runs in sc.by.items():
         m = f"test/{sc.metric[name]}"
-        for base in BASE_ALGORITHMS:
+        for base in bases:
             plain = [r for r in runs if r.algo == base]
             ddn = [
                 r for r in runs
-                if is_ddn(r.algo) and base_algo(r.algo) == base and _is_default(r)
+                if _family(r.algo) == "ddn" and find_algorithm(r.algo).base == base
+                and _is_default(r)
             ]  # fmt: skip
             if plain and ddn:
                 student = m.replace("test/", "test_student/")
@@ -227,9 +239,7 @@ def _table2(sc: _Scenarios) -> Table | str:
     rows, names = [], []
     for name, runs in sc.by.items():
         key = sc.metric[name]
-        ddn = sorted({r.algo for r in runs if is_ddn(r.algo)})
-        rivals = [a for a in RIVAL_ALGORITHMS if any(r.algo == a for r in runs)]
-        for algo in (*ddn, *rivals):
+        for algo in sorted({r.algo for r in runs if _has_student(r.algo)}):
             group = [r for r in runs if r.algo == algo and _is_default(r)]
             if not group:
                 continue
@@ -241,11 +251,10 @@ def _table2(sc: _Scenarios) -> Table | str:
             rows.append(([name, algo_label(algo)], cells))
             names.append(name)
     if not rows:
-        return "needs DDN (or rival) runs with default switches"
+        return "needs DDN runs with default switches"
     return Table(
         "table2",
-        f"Table 2: GGN / LPN ({sc.header_metric(names)}; the rivals' teacher / student) "
-        "and transfer rate LPN / GGN",
+        f"Table 2: GGN / LPN ({sc.header_metric(names)}) and transfer rate LPN / GGN",
         ["scenario", "algorithm", "GGN", "LPN", "transfer rate"],
         2,
         rows,
@@ -269,7 +278,7 @@ def _ablation(
     rows, names = [], []
     for name, runs in sc.by.items():
         metric = sc.metric[name]
-        for algo in sorted({r.algo for r in runs if is_ddn(r.algo)}):
+        for algo in sorted({r.algo for r in runs if _family(r.algo) == "ddn"}):
             group = [r for r in runs if r.algo == algo and _is_default(r, varied)]
             settings: dict[tuple, list[RunRecord]] = {}
             for run in group:

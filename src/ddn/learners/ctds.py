@@ -14,16 +14,36 @@ the teacher's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import nn
 
 from ddn.buffer import EpisodeBatch
 from ddn.config import Config, ConfigError
 from ddn.envs import EnvSpec
-from ddn.learners.value_decomposition import VDLearner, make_optimizer, metric_values
+from ddn.learners.base import transfer_rate_metrics
+from ddn.learners.value_decomposition import (
+    VDLearner,
+    make_optimizer,
+    metric_values,
+    unroll_batch,
+)
 from ddn.nets.agent import AgentQNetwork
 from ddn.nets.ddn import GuidingNetwork
 from ddn.nets.rivals import PrivilegedObsAgent
+
+
+@dataclass
+class TeacherObsConfig:
+    """What CTDS's teacher and IGM-DA's expert read besides their own history: the env's
+    privileged observation (unlimited sight; predator_prey, smax) or [s, o_i]. auto:
+    CTDS's teacher the privileged one where the env can produce it, IGM-DA's expert
+    [s, o_i]."""
+
+    teacher_obs: Literal["auto", "state", "privileged"] = "auto"
 
 
 def ctds_loss(
@@ -93,12 +113,21 @@ class CTDSLearner:
     def evaluation_policies(self) -> dict[str, nn.Module]:
         return {"test": self.teacher, "test_student": self.student}
 
+    def evaluation_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """The transfer rate, student over teacher (the paper's Table 2)."""
+        return transfer_rate_metrics(metrics, self.spec.has_win_condition)
+
     def train(self, batch: EpisodeBatch, episode: int) -> dict[str, float]:
         batch = batch.to(self.device)
-        metrics, teacher_out = self.td.td_update(batch, episode)
+        x = self.td.encode(batch)
+        metrics, teacher_out = self.td.td_update(batch, episode, inputs=x)
         metrics["train/L_td"] = metrics["train/loss"]
         t = batch.filled.shape[1]
-        student_q = self.student.sequence(batch).q[:, :t]
+        # The teacher's x_i serves the student too where both read the same o_i.
+        same = self.student.inputs == self.teacher.inputs and type(self.teacher).observe is (
+            AgentQNetwork.observe
+        )
+        student_q = unroll_batch(self.student, batch, x if same else None).q[:, :t]
         loss = ctds_loss(student_q, teacher_out.q[:, :t], batch.filled)
         self.student_optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -12,27 +12,36 @@ Built by composition on the value-decomposition learner:
 * the **IDM** (:class:`~ddn.nets.rnd.RND`) computes r_I on the sampled batch with the
   current predictor, then trains the predictor on the masked transitions.
 
-``docs/ddn.md`` maps every equation and ablation switch to this code.
+The equations are the functions of :mod:`ddn.learners.distillation`; this module owns
+the networks, the running statistics, the IDM's mask generator and the optimiser
+steps. ``docs/ddn.md`` maps every equation and ablation switch to the code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ddn.buffer import EpisodeBatch
 from ddn.config import Config
 from ddn.envs import EnvSpec
+from ddn.learners.base import STUDENT_PREFIX, TEACHER_PREFIX, transfer_rate_metrics
+from ddn.learners.distillation import (
+    idm_loss,
+    idm_mask,
+    intrinsic_reward,
+    local_loss,
+    total_reward,
+)
 from ddn.learners.targets import fix_avail
 from ddn.learners.value_decomposition import VDLearner, adam, metric_values
 from ddn.nets.agent import AgentOutput
 from ddn.nets.ddn import GuidingNetwork, LocalPolicyNetwork
+from ddn.nets.masked import masked_mean
 from ddn.nets.rnd import RND
-
-# Finite stand-in for -inf on unavailable actions: softmax gives them exactly 0, and
-# 0 * (finite log-ratio) stays 0 in the forward and backward passes (-inf would be NaN).
-_MASKED = -1e9
+from ddn.rng import IDM_MASK, seeded_generator
 
 
 def build_teacher(cfg: Config, spec: EnvSpec) -> GuidingNetwork:
@@ -50,145 +59,96 @@ def build_student(cfg: Config, spec: EnvSpec) -> LocalPolicyNetwork:
     )  # fmt: skip
 
 
-def kl_divergence(
-    teacher_logits: torch.Tensor, student_logits: torch.Tensor, valid: torch.Tensor | None = None
-) -> torch.Tensor:
-    """KL(softmax(teacher) || softmax(student)) over the last dim, restricted to ``valid``
-    entries (e.g. available actions): [..., K] -> [...]."""
-    if valid is not None:
-        teacher_logits = teacher_logits.masked_fill(~valid, _MASKED)
-        student_logits = student_logits.masked_fill(~valid, _MASKED)
-    log_p = F.log_softmax(teacher_logits, dim=-1)
-    log_q = F.log_softmax(student_logits, dim=-1)
-    # kl_div(input=log q, target=log p) = p (log p - log q), in one fused kernel.
-    terms = F.kl_div(log_q, log_p, reduction="none", log_target=True)
-    if valid is not None:
-        terms = torch.where(valid, terms, 0.0)
-    return terms.sum(dim=-1)
-
-
-class DistillationLosses(nn.Module):
-    """L_B, L_Q, L_F (paper eq. 6) between detached teacher and student outputs.
-
-    Per (episode, step) with a real transition and per agent that is alive (more than
-    one available action: dead or frozen agents only have a no-op):
-    L_B averages the squared block difference over agents and block units (MSE);
-    L_Q and L_F sum the KL divergences over agents. All are then averaged over steps.
-    """
-
-    def __init__(self, cfg: Config):
-        super().__init__()
-        self.cfg = cfg
-
-    def forward(
-        self, teacher: AgentOutput, student: AgentOutput, avail: torch.Tensor, filled: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cfg = self.cfg
-        t = filled.shape[1]
-        avail = avail[:, :t]  # states of real transitions: [E, T, N, A]
-        alive = (avail.sum(dim=-1) > 1) & filled.unsqueeze(-1)  # [E, T, N]
-        alive_f = alive.float()
-        n_steps = filled.float().sum().clamp(min=1.0)
-        metrics: dict[str, torch.Tensor] = {}
-        loss = torch.zeros((), device=avail.device)
-        if cfg.distill_block and teacher.block is not None:
-            sq = ((student.block[:, :t] - teacher.block[:, :t]) ** 2).mean(dim=-1)
-            l_b = (sq * alive_f).sum() / alive_f.sum().clamp(min=1.0)
-            loss = loss + cfg.w_block * l_b
-            metrics["train/L_B"] = l_b.detach()
-        if cfg.distill_q:
-            temp = cfg.distill_temperature
-            kl = kl_divergence(teacher.q[:, :t] / temp, student.q[:, :t] / temp, avail)
-            l_q = (kl * alive_f).sum() / n_steps
-            loss = loss + cfg.w_q * l_q
-            metrics["train/L_Q"] = l_q.detach()
-        if cfg.distill_feature:
-            # Features are [E, T, N, H] views of [T, E, N, H] storage (nets/agent.py): take
-            # the KL in storage order, then view it back, so nothing H-wide is copied.
-            kl = kl_divergence(
-                teacher.feature.transpose(0, 1), student.feature.transpose(0, 1)
-            ).transpose(0, 1)[:, :t]
-            l_f = (kl * alive_f).sum() / n_steps
-            loss = loss + cfg.w_feature * l_f
-            metrics["train/L_F"] = l_f.detach()
-        metrics["train/L_local"] = loss.detach()
-        return loss, metrics
-
-
 class DDNLearner:
+    """GGN, LPN and IDM with their optimisers (a :class:`~ddn.learners.base.Learner`)."""
+
     def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.teacher = build_teacher(cfg, spec)
         self.td = VDLearner(cfg, spec, device, agent=self.teacher)  # GGN's TD learning
         self.student = build_student(cfg, spec).to(device)
-        self.distill = DistillationLosses(cfg)
+        # One encoding of x_i per update serves both networks: they read the same x_i.
+        assert self.student.inputs == self.teacher.inputs
         self.student_optimizer = adam(self.student.parameters(), cfg.student_lr)
         self.idm: RND | None = None
         if cfg.idm:
             self.idm = RND(spec.state_dim, cfg.idm_embed_dim).to(device)
             self.idm_optimizer = adam(self.idm.predictor.parameters(), cfg.idm_lr)
+            self.idm_generator = seeded_generator(cfg.seed, IDM_MASK)
 
     @property
     def acting_network(self) -> nn.Module:
         return self.teacher if self.cfg.act_with == "teacher" else self.student
 
     def evaluation_policies(self) -> dict[str, nn.Module]:
-        return {"test": self.teacher, "test_student": self.student}
+        return {TEACHER_PREFIX: self.teacher, STUDENT_PREFIX: self.student}
+
+    def evaluation_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """The transfer rate LPN / GGN (the paper's Table 2)."""
+        return transfer_rate_metrics(metrics, self.spec.has_win_condition)
 
     def train(self, batch: EpisodeBatch, episode: int) -> dict[str, float]:
+        """Algorithm 1's update: r_I and the IDM step, the GGN's TD step on r + r_I, the
+        LPN's distillation step, all from one encoding of the batch's local inputs."""
         batch = batch.to(self.device)
+        x = self.td.encode(batch)
         reward, metrics = batch.reward, {}
         if self.idm is not None:
-            r_i, idm_metrics = self.intrinsic_reward(batch)
-            reward = reward + r_i
+            r_i, idm_metrics = self.idm_step(batch)
+            reward = total_reward(batch.reward, r_i)
             metrics.update(idm_metrics)
-        td_metrics, teacher_out = self.td.td_update(batch, episode, reward)
+        td_metrics, teacher_out = self.td.td_update(batch, episode, reward, x)
         metrics.update(td_metrics)
         metrics["train/L_td"] = td_metrics["train/loss"]
-        metrics.update(self.distill_step(batch, teacher_out))
+        metrics.update(self.distill_step(batch, teacher_out, x))
         return metric_values(metrics)
 
-    def intrinsic_reward(self, batch: EpisodeBatch) -> tuple[torch.Tensor, dict]:
-        """r_I [E, T] from the current predictor; then one predictor step on L_I.
-
-        r_I = idm_coef * m * e / rms(e), m ~ Bernoulli(idm_mask_prob) per transition
-        (the paper's eq. 9, mu read as a mask probability). L_I = mean of e over the
-        masked real transitions (eq. 8).
-        """
+    def idm_step(self, batch: EpisodeBatch) -> tuple[torch.Tensor, dict]:
+        """r_I [E, T] from the current predictor (eq. 9); then one predictor step on L_I
+        (eq. 8) over the same masked transitions."""
         cfg, idm = self.cfg, self.idm
         assert idm is not None
         states = batch.state[:, 1:] if cfg.idm_next_state else batch.state[:, :-1]
         error = idm.error(states)  # [E, T]
         filled = batch.filled
-        mask = (torch.rand(filled.shape, device=filled.device) < cfg.idm_mask_prob) & filled
-        with torch.no_grad():
-            novelty = error.detach()
-            if cfg.idm_normalize:
-                idm.error_stats.update(novelty[filled])
-                novelty = novelty / idm.error_stats.rms.to(novelty.dtype)
-            r_i = cfg.idm_coef * novelty * mask
-        mask_f = mask.float()
-        l_i = (error * mask_f).sum() / mask_f.sum().clamp(min=1.0)
+        mask = idm_mask(filled, cfg.idm_mask_prob, self.idm_generator)
+        scale: torch.Tensor | float = 1.0
+        if cfg.idm_normalize:
+            idm.error_stats.update(error.detach()[filled])
+            scale = idm.error_stats.rms.to(error.dtype)
+        r_i = intrinsic_reward(error, mask, cfg.idm_coef, scale)
+        l_i = idm_loss(error, mask)
         self.idm_optimizer.zero_grad(set_to_none=True)
         l_i.backward()
         self.idm_optimizer.step()
-        n = filled.float().sum().clamp(min=1.0)
-        return r_i, {"train/L_I": l_i.detach(), "train/r_I_mean": r_i.sum() / n}
+        return r_i, {"train/L_I": l_i.detach(), "train/r_I_mean": masked_mean(r_i, filled)}
 
-    def distill_step(self, batch: EpisodeBatch, teacher_out: AgentOutput) -> dict:
-        student_out = self.student.sequence(batch)
-        loss, metrics = self.distill(teacher_out, student_out, fix_avail(batch.avail), batch.filled)
+    def distill_step(
+        self, batch: EpisodeBatch, teacher_out: AgentOutput, inputs: torch.Tensor | None = None
+    ) -> dict:
+        """One student step on L_local (eq. 7) against the detached ``teacher_out``, from
+        the encoded ``inputs`` (default: encode ``batch``)."""
+        cfg = self.cfg
+        x = self.td.encode(batch) if inputs is None else inputs
+        student_out, _ = self.student.unroll(x)
+        loss, metrics = local_loss(
+            teacher_out, student_out, fix_avail(batch.avail), batch.filled,
+            w_block=cfg.w_block if cfg.distill_block else None,
+            w_q=cfg.w_q if cfg.distill_q else None,
+            w_feature=cfg.w_feature if cfg.distill_feature else None,
+            temperature=cfg.distill_temperature,
+        )  # fmt: skip
         if loss.requires_grad:  # all of L_B, L_Q, L_F switched off: nothing to learn
             self.student_optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.grad_norm_clip)
+            nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_norm_clip)
             self.student_optimizer.step()
         with torch.no_grad():
-            t, filled = batch.filled.shape[1], batch.filled.float()
+            t = batch.filled.shape[1]
             actions = batch.actions.unsqueeze(-1)
             for name, out in (("teacher", teacher_out), ("student", student_out)):
                 q = out.q[:, :t].gather(-1, actions).squeeze(-1).mean(dim=-1)
-                metrics[f"train/q_{name}_mean"] = (q * filled).sum() / filled.sum()
+                metrics[f"train/q_{name}_mean"] = masked_mean(q, batch.filled)
         return metrics
 
     # ---------------------------------------------------------------- checkpoints
@@ -201,6 +161,7 @@ class DDNLearner:
         if self.idm is not None:
             state["idm"] = self.idm.state_dict()
             state["idm_optimizer"] = self.idm_optimizer.state_dict()
+            state["idm_generator"] = self.idm_generator.get_state()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -210,3 +171,11 @@ class DDNLearner:
         if self.idm is not None:
             self.idm.load_state_dict(state["idm"])
             self.idm_optimizer.load_state_dict(state["idm_optimizer"])
+            # Checkpoints of format 1 (before the IDM had its own mask stream) have none:
+            # the stream then goes on from its seed (see ddn.experiment.Experiment.load_state).
+            if "idm_generator" in state:
+                self.idm_generator.set_state(state["idm_generator"])
+
+    def policy_state_dict(self) -> dict:
+        """What evaluation needs: the GGN's and the LPN's weights."""
+        return {"teacher": self.teacher.state_dict(), "student": self.student.state_dict()}

@@ -15,6 +15,9 @@ label. ``docs/rivals.md`` lists the choices made.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -22,11 +25,26 @@ from torch.nn import functional as F
 from ddn.buffer import EpisodeBatch
 from ddn.config import Config
 from ddn.envs import EnvSpec
+from ddn.learners.base import transfer_rate_metrics
 from ddn.learners.ctds import build_local_agent, build_privileged_teacher
-from ddn.learners.targets import fix_avail, masked_argmax
-from ddn.learners.value_decomposition import VDLearner, make_optimizer, metric_values
+from ddn.learners.targets import fix_avail
+from ddn.learners.value_decomposition import (
+    VDLearner,
+    make_optimizer,
+    metric_values,
+    unroll_batch,
+)
 from ddn.nets.agent import AgentQNetwork
+from ddn.nets.masked import masked_argmax
 from ddn.nets.rivals import AvailInputAgent
+
+
+@dataclass
+class IGMDAConfig:
+    """IGM-DA's learner reads the available-action mask with its observation, as in its
+    code (false: the observation only)."""
+
+    igm_learner_avail: bool = True
 
 
 def imitation_loss(
@@ -71,10 +89,14 @@ class IGMDALearner:
         """The expert as the teacher, the learner as the student (both variants)."""
         return {"test": self.expert, "test_student": self.learner}
 
+    def evaluation_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """The transfer rate, student over teacher (the paper's Table 2)."""
+        return transfer_rate_metrics(metrics, self.spec.has_win_condition)
+
     def train(self, batch: EpisodeBatch, episode: int) -> dict[str, float]:
         batch = batch.to(self.device)
         avail = fix_avail(batch.avail)
-        learner_q = self.learner.sequence(batch).q
+        learner_q = unroll_batch(self.learner, batch).q
         next_actions = None
         if self.dagger:  # the expert evaluates the learner's greedy policy
             next_actions = masked_argmax(learner_q[:, 1:].detach(), avail[:, 1:])

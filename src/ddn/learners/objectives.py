@@ -10,33 +10,30 @@ reward (r + r_I) differ.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ddn.buffer import EpisodeBatch
-from ddn.config import Config, base_algo
+from ddn.config import Config
 from ddn.envs import EnvSpec
-from ddn.learners.targets import (
-    last_transition,
-    masked_argmax,
-    masked_mean,
-    td_lambda_targets,
-)
+from ddn.learners.targets import last_transition, td_lambda_targets
 from ddn.nets.agent import AgentOutput, AgentQNetwork
+from ddn.nets.masked import masked_argmax, masked_mean
 from ddn.nets.mixers import (
     CentralMixer,
     MixContext,
+    QMixer,
     QTranNet,
-    build_mixer,
     joint_action_is_greedy,
     qtran_losses,
     wqmix_weights,
 )
 
-# Methods that are a plain mixer under the TD loss (named like their mixer).
-PLAIN_MIXERS = ("vdn", "qmix", "qatten", "qplex")
+if TYPE_CHECKING:
+    from ddn.algorithms import Algorithm
 
 
 @dataclass
@@ -44,6 +41,7 @@ class TDBatch:
     """A batch seen by an objective: the episodes plus what every objective reuses."""
 
     batch: EpisodeBatch
+    inputs: torch.Tensor  # [E, T+1, N, D] the encoded x_i (WQMIX's central agents read it)
     online: AgentOutput  # [E, T+1, N, ...] with gradient
     target: AgentOutput  # [E, T+1, N, ...] target network, no gradient
     reward: torch.Tensor  # [E, T] the reward to learn from (DDN adds r_I)
@@ -65,14 +63,14 @@ def _ctx(
     q: torch.Tensor,
     avail: torch.Tensor,
     n_actions: int,
-    hidden: torch.Tensor | None = None,
+    gru_out: torch.Tensor | None = None,
 ) -> MixContext:
     max_qs = q.detach().masked_fill(~avail, float("-inf")).max(dim=-1).values
     return MixContext(
         state=state,
         actions_onehot=F.one_hot(actions, n_actions).to(q.dtype),
         max_qs=max_qs,
-        agent_hidden=hidden,
+        agent_gru_out=gru_out,
     )
 
 
@@ -114,18 +112,10 @@ class MixerTD(TDObjective):
 
     def __init__(self, cfg: Config, spec: EnvSpec):
         super().__init__(cfg, spec)
-        kw: dict = {}
-        algo = base_algo(cfg.algo)
-        if algo == "qmix":
-            kw = {"hypernet_layers": cfg.hypernet_layers, "hypernet_embed": cfg.hypernet_embed}
-        elif algo == "qatten":
-            kw = {"n_heads": cfg.n_head}
-        elif algo == "qplex":
-            kw = {"n_heads": cfg.n_head, "adv_hypernet_layers": cfg.adv_hypernet_layers}
-        self.mixer = build_mixer(
-            algo, spec.n_agents, spec.state_dim, spec.n_actions,
-            embed_dim=cfg.mixing_embed_dim, **kw,
-        )  # fmt: skip
+        mixer = _algorithm(cfg).mixer
+        if mixer is None:
+            raise ValueError(f"{cfg.algo} declares no mixer (ddn/algorithms.py)")
+        self.mixer = mixer(cfg, spec)
 
     def q_tot(self, td: TDBatch) -> torch.Tensor:
         b, a = td.batch, self.spec.n_actions
@@ -184,9 +174,9 @@ class WeightedQMixTD(TDObjective):
 
     def __init__(self, cfg: Config, spec: EnvSpec):
         super().__init__(cfg, spec)
-        self.kind = "cw" if base_algo(cfg.algo).startswith("cw") else "ow"
-        self.mixer = build_mixer(
-            "qmix", spec.n_agents, spec.state_dim, spec.n_actions, embed_dim=cfg.mixing_embed_dim,
+        self.kind = "cw" if _algorithm(cfg).base_method == "cw_qmix" else "ow"
+        self.mixer = QMixer(
+            spec.n_agents, spec.state_dim, embed_dim=cfg.mixing_embed_dim,
             hypernet_layers=cfg.hypernet_layers, hypernet_embed=cfg.hypernet_embed,
         )  # fmt: skip
         self.central_agent = AgentQNetwork(
@@ -202,7 +192,7 @@ class WeightedQMixTD(TDObjective):
         b, a = td.batch, self.spec.n_actions
         ctx = _ctx(b.state[:, :-1], b.actions, td.online.q[:, :-1], td.avail[:, :-1], a)
         q_tot = self.mixer(td.chosen_q, ctx)
-        central_q = self.central_agent.sequence(b).q  # [E, T+1, N, A]
+        central_q = self.central_agent.unroll(td.inputs)[0].q  # [E, T+1, N, A]
         central_now = central_q[:, :-1]
         q_star = self.central_mixer(
             central_now.gather(-1, b.actions.unsqueeze(-1)).squeeze(-1), ctx
@@ -210,7 +200,7 @@ class WeightedQMixTD(TDObjective):
         with torch.no_grad():
             # Q_tot's argmax is the agents' greedy joint action (monotonic mixer).
             nxt = masked_argmax(td.online.q[:, 1:].detach(), td.avail[:, 1:])
-            target_central = target.central_agent.sequence(b).q[:, 1:]
+            target_central = target.central_agent.unroll(td.inputs)[0].q[:, 1:]
             next_star = target.central_mixer(
                 target_central.gather(-1, nxt.unsqueeze(-1)).squeeze(-1),
                 MixContext(state=b.state[:, 1:]),
@@ -254,13 +244,13 @@ class QTranTD(TDObjective):
     def forward(self, td: TDBatch, target: TDObjective) -> tuple[torch.Tensor, dict]:
         assert isinstance(target, QTranTD)
         b, a = td.batch, self.spec.n_actions
-        q_now, h_now, avail_now = td.online.q[:, :-1], td.online.hidden[:, :-1], td.avail[:, :-1]
+        q_now, h_now, avail_now = td.online.q[:, :-1], td.online.gru_out[:, :-1], td.avail[:, :-1]
         q_jt, v_jt = self.joint(_ctx(b.state[:, :-1], b.actions, q_now, avail_now, a, h_now))
         with torch.no_grad():
             nxt = self.next_actions(td)
             tq = td.target.q[:, 1:]
             next_q_jt, _ = target.joint(
-                _ctx(b.state[:, 1:], nxt, tq, td.avail[:, 1:], a, td.target.hidden[:, 1:])
+                _ctx(b.state[:, 1:], nxt, tq, td.avail[:, 1:], a, td.target.gru_out[:, 1:])
             )
             y = self.targets(td, next_q_jt)
         td_loss = masked_mean((q_jt - y) ** 2, td.mask)
@@ -292,14 +282,16 @@ def _td_metrics(loss, q_tot, y, mask) -> dict[str, torch.Tensor]:
         }
 
 
+def _algorithm(cfg: Config) -> Algorithm:
+    """The run's registry entry (imported here: the registry imports this module)."""
+    from ddn.algorithms import get_algorithm
+
+    return get_algorithm(cfg.algo)
+
+
 def build_objective(cfg: Config, spec: EnvSpec) -> TDObjective:
-    algo = base_algo(cfg.algo)
-    if algo == "iql":
-        return IndependentTD(cfg, spec)
-    if algo in PLAIN_MIXERS:
-        return MixerTD(cfg, spec)
-    if algo in ("cw_qmix", "ow_qmix"):
-        return WeightedQMixTD(cfg, spec)
-    if algo == "qtran":
-        return QTranTD(cfg, spec)
-    raise ValueError(f"no objective for algorithm {cfg.algo!r}")
+    """The objective the algorithm's registry entry declares."""
+    objective = _algorithm(cfg).objective
+    if objective is None:
+        raise ValueError(f"{cfg.algo} declares no TD objective (ddn/algorithms.py)")
+    return objective(cfg, spec)

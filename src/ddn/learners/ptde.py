@@ -17,7 +17,8 @@ resumes in phase 2.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,14 +26,31 @@ from torch import nn
 from tqdm import tqdm
 
 from ddn.buffer import EpisodeBatch
-from ddn.config import Config
+from ddn.config import Config, non_negative, positive
 from ddn.envs import EnvSpec, VecEnv
+from ddn.learners.base import transfer_rate_metrics
 from ddn.learners.value_decomposition import VDLearner, adam, metric_values
 from ddn.nets.rivals import PTDEStudent, PTDETeacher
 from ddn.rollout import Collector
 
 EVAL_FRACTION = 0.2  # PTDE's held-out share of the dataset
 EVAL_ROWS = 65_536  # the held-out rows the distillation error is measured on, at most
+
+
+@dataclass
+class PTDEConfig:
+    """PTDE: the GIP module (z width, hypernetwork units, variance floor); test-time
+    noise N(0, var_floor) on the student's z_hat; phase 2's dataset (episodes with the
+    teacher acting at epsilon_finish) and its offline regression (Adam)."""
+
+    ptde_z_dim: int = positive(64)
+    ptde_hyper_dim: int = positive(64)
+    ptde_var_floor: float = positive(0.01)
+    ptde_z_noise: bool = True
+    ptde_dataset_episodes: int = positive(800)
+    ptde_distill_steps: int = non_negative(500_000)
+    ptde_distill_lr: float = positive(1e-4)
+    ptde_distill_batch: int = positive(2048)
 
 
 def ptde_distill_loss(z_hat: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
@@ -68,6 +86,22 @@ class PTDELearner:
     def student_ready(self) -> bool:
         return self.phase == 3
 
+    @property
+    def post_budget_done(self) -> bool:
+        """Phase 2 is the post-budget phase (:class:`~ddn.learners.base.PostBudgetLearner`)."""
+        return self.student_ready
+
+    def evaluation_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """The transfer rate, once the student exists."""
+        if not self.student_ready:
+            return {}
+        return transfer_rate_metrics(metrics, self.spec.has_win_condition)
+
+    def post_budget(
+        self, env: VecEnv, should_stop: Callable[[], bool], progress: bool
+    ) -> dict[str, float] | None:
+        return self.phase_two(env, should_stop, progress)
+
     def evaluation_policies(self) -> dict[str, nn.Module]:
         """The student only once phase 2 has trained it."""
         policies: dict[str, nn.Module] = {"test": self.teacher}
@@ -92,7 +126,7 @@ class PTDELearner:
             batch, _ = collector.run(self.teacher, cfg.epsilon_finish)
             keep = min(batch.num_episodes, cfg.ptde_dataset_episodes - episodes)
             batch = batch.index(slice(0, keep))
-            x = self.teacher.batch_local_info(batch)[:, :-1]  # [E, T, N, D]
+            x = self.td.encode(batch)[:, :-1]  # [E, T, N, D]
             mu, _ = self.teacher.gip(x, batch.state[:, :-1])
             xs.append(x[batch.filled].flatten(0, 1))  # real steps x agents
             mus.append(mu[batch.filled].flatten(0, 1))

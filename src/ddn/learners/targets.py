@@ -17,16 +17,6 @@ def last_transition(filled: torch.Tensor) -> torch.Tensor:
     return filled & ~next_filled
 
 
-def masked_argmax(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
-    """Greedy action over available actions: [..., A] -> [...]."""
-    return q.masked_fill(~avail, float("-inf")).argmax(dim=-1)
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.to(x.dtype)
-    return (x * m).sum() / m.sum().clamp(min=1.0)
-
-
 def td_lambda_targets(
     reward: torch.Tensor,
     terminated: torch.Tensor,

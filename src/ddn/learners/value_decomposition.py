@@ -1,15 +1,15 @@
 """The value-decomposition TD learner (VDN, QMIX, Qatten, QPLEX, CW/OW-QMIX, QTRAN).
 
-One update: unroll the online and target agent networks over the whole sampled batch
-(one GRU call each), hand both to the family's objective, clip the gradient norm,
-step the optimizer, and sync the target networks every ``target_update_interval``
-episodes.
+One update: encode the batch's local inputs x_i once (:mod:`ddn.nets.inputs`), unroll
+the online and target agent networks over the whole sampled batch (one GRU call each),
+hand both to the family's objective, clip the gradient norm, step the optimizer, and
+sync the target networks every ``target_update_interval`` episodes.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -17,9 +17,10 @@ from torch import nn
 from ddn.buffer import EpisodeBatch
 from ddn.config import Config
 from ddn.envs import EnvSpec
+from ddn.learners.base import TEACHER_PREFIX
 from ddn.learners.objectives import TDBatch, build_objective
 from ddn.learners.targets import fix_avail
-from ddn.nets.agent import AgentOutput, AgentQNetwork
+from ddn.nets.agent import AgentOutput, AgentQNetwork, RecurrentQNetwork
 
 
 def make_optimizer(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -53,11 +54,33 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     return target
 
 
+def encode_batch(network: RecurrentQNetwork, batch: EpisodeBatch) -> torch.Tensor:
+    """The x_i ``network`` reads on ``batch``, [E, T+1, N, D]: its o_i (the network's
+    :meth:`~ddn.nets.agent.RecurrentQNetwork.observe` of the stored fields) encoded."""
+    obs = network.observe(batch.obs, batch.avail, batch.privileged_obs)
+    return network.inputs.episodes(obs, batch.actions)
+
+
+def unroll_batch(
+    network: RecurrentQNetwork, batch: EpisodeBatch, inputs: torch.Tensor | None = None
+) -> AgentOutput:
+    """``network``'s outputs on every step of ``batch`` (from ``inputs`` where already
+    encoded), with the state where it reads it."""
+    x = encode_batch(network, batch) if inputs is None else inputs
+    out, _ = network.unroll(x, batch.state if network.reads_state else None)
+    return out
+
+
 class VDLearner:
-    """Owns the agent network, the objective, their target copies and the optimizer."""
+    """Owns the agent network, the objective, their target copies and the optimizer
+    (a :class:`~ddn.learners.base.Learner`)."""
 
     def __init__(
-        self, cfg: Config, spec: EnvSpec, device: torch.device, agent: nn.Module | None = None
+        self,
+        cfg: Config,
+        spec: EnvSpec,
+        device: torch.device,
+        agent: RecurrentQNetwork | None = None,
     ):
         """``agent`` replaces the default local-observation agent network (DDN's GGN)."""
         self.cfg, self.spec, self.device = cfg, spec, device
@@ -82,29 +105,43 @@ class VDLearner:
 
     def evaluation_policies(self) -> dict[str, nn.Module]:
         """Networks evaluated greedily at test time, by metric prefix."""
-        return {"test": self.agent}
+        return {TEACHER_PREFIX: self.agent}
+
+    def evaluation_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """None beyond each policy's own summary."""
+        return {}
 
     def train(self, batch: EpisodeBatch, episode: int) -> dict[str, float]:
         """One gradient step on ``batch``; ``episode`` counts episodes collected so far."""
         metrics, _ = self.td_update(batch.to(self.device), episode)
         return metric_values(metrics)
 
+    def encode(self, batch: EpisodeBatch) -> torch.Tensor:
+        """The batch's local inputs x_i, [E, T+1, N, D] (time-major storage): encoded once
+        per update and read by every agent network that unrolls the batch."""
+        return encode_batch(self.agent, batch)
+
     def td_update(
         self,
         batch: EpisodeBatch,
         episode: int,
         reward: torch.Tensor | None = None,
+        inputs: torch.Tensor | None = None,
         next_actions: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], AgentOutput]:
-        """The TD step on ``reward`` (default the batch's), bootstrapping on
-        ``next_actions`` [E, T, N] where given (else the objective's own choice): returns
-        the metrics and the online agent outputs it was computed from (detached,
-        pre-update)."""
-        online = self.agent.sequence(batch)
+        """The TD step on ``reward`` (default the batch's), from the encoded ``inputs``
+        (default: :meth:`encode`), bootstrapping on ``next_actions`` [E, T, N] where
+        given (else the objective's own choice; IGM-DA's DAgger passes its learner's):
+        returns the metrics and the online agent outputs it was computed from
+        (detached, pre-update)."""
+        x = self.encode(batch) if inputs is None else inputs
+        state = batch.state if self.agent.reads_state else None
+        online, _ = self.agent.unroll(x, state)
         with torch.no_grad():
-            target = self.target_agent.sequence(batch)
+            target, _ = self.target_agent.unroll(x, state)
         td = TDBatch(
             batch=batch,
+            inputs=x,
             online=online,
             target=target,
             reward=batch.reward if reward is None else reward,

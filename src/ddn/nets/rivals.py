@@ -16,25 +16,21 @@ GGN without its fusion block, which reads ``[s, o_i, u_i^{t-1}, id_i]``). New he
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ddn.nets.agent import AgentOutput, AgentQNetwork, RNNAgent, agent_input_dim, build_agent_inputs
+from ddn.nets.agent import AgentOutput, AgentQNetwork, RecurrentQNetwork, RNNAgent
 from ddn.nets.fusion import FusionBlock
-
-if TYPE_CHECKING:
-    from ddn.buffer import EpisodeBatch
-    from ddn.envs import EnvOutput
+from ddn.nets.inputs import LocalInputs
 
 
 class AvailInputAgent(AgentQNetwork):
     """IGM-DA's learner: the available-action mask is part of the observation.
 
     In IGM-DA's zero-sight regime the mask is most of what the learner knows (which
-    enemies are in shooting range), so its code feeds it to the network.
+    enemies are in shooting range), so its code feeds it to the network: o_i here is
+    [obs_i; avail_i] (:meth:`observe`).
     """
 
     def __init__(self, obs_dim: int, n_agents: int, n_actions: int, hidden_dim: int = 64,
@@ -43,44 +39,33 @@ class AvailInputAgent(AgentQNetwork):
             obs_dim + n_actions, n_agents, n_actions, hidden_dim, last_action, agent_id
         )
 
-    @staticmethod
-    def _obs(obs: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+    def observe(
+        self,
+        obs: torch.Tensor,
+        avail: torch.Tensor | None = None,
+        privileged_obs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if avail is None:
+            raise ValueError("this network (IGM-DA's learner) reads the available actions")
         return torch.cat((obs, avail.to(obs.dtype)), dim=-1)
-
-    def sequence(self, batch: EpisodeBatch) -> AgentOutput:
-        last = batch.last_actions() if self.last_action else None
-        x = build_agent_inputs(
-            self._obs(batch.obs, batch.avail), last, self.n_actions, self.agent_id
-        )
-        out, _ = self.net(x)
-        return out
-
-    def step(
-        self, env_out: EnvOutput, last_actions: torch.Tensor, hidden: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        obs = self._obs(env_out.obs, env_out.avail)
-        out, h = self.net(self._inputs(obs, last_actions).unsqueeze(1), hidden)
-        return out.q[:, 0], h
-
-
-LOG_VAR_CAP = 20.0
 
 
 class PrivilegedObsAgent(AgentQNetwork):
     """A teacher on the env's privileged observation in place of the local one:
     [o~_i; u_i^{t-1}; id_i] (CTDS's teacher: the same encoding with unlimited sight)."""
 
-    def sequence(self, batch: EpisodeBatch) -> AgentOutput:
-        last = batch.last_actions() if self.last_action else None
-        x = build_agent_inputs(batch.privileged_obs, last, self.n_actions, self.agent_id)
-        out, _ = self.net(x)
-        return out
+    def observe(
+        self,
+        obs: torch.Tensor,
+        avail: torch.Tensor | None = None,
+        privileged_obs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if privileged_obs is None:
+            raise ValueError("this network (CTDS's teacher) reads the privileged observation")
+        return privileged_obs
 
-    def step(
-        self, env_out: EnvOutput, last_actions: torch.Tensor, hidden: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out, h = self.net(self._inputs(env_out.privileged_obs, last_actions).unsqueeze(1), hidden)
-        return out.q[:, 0], h
+
+LOG_VAR_CAP = 20.0
 
 
 def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -114,68 +99,64 @@ class GIPModule(nn.Module):
         return self.mu(g), var
 
 
-class _PTDEBase(nn.Module):
+class _PTDEBase(RecurrentQNetwork):
     """The trunk and head PTDE's teacher and student share.
 
     The trunk is fc1 -> GRU, then the head's first layer Linear(H -> H): ddn's
-    :class:`~ddn.nets.agent.RNNAgent` with H outputs is exactly that, so its ``q`` is
-    the head feature before the ReLU. The head reads [ReLU(feature); z_i].
+    :class:`~ddn.nets.agent.RNNAgent` with H outputs is exactly that (``self.net``), so
+    its ``q`` is the head feature before the ReLU. The head reads [ReLU(feature); z_i],
+    z_i coming from :meth:`z` (the GIP's sample, or the student's MLP): the head sits
+    after the GRU, so PTDE overrides ``unroll``/``step`` rather than ``encode``.
     """
 
     def __init__(self, obs_dim: int, n_agents: int, n_actions: int, hidden_dim: int,
                  z_dim: int, last_action: bool, agent_id: bool) -> None:  # fmt: skip
-        super().__init__()
-        self.n_agents, self.n_actions, self.hidden_dim = n_agents, n_actions, hidden_dim
-        self.obs_dim, self.z_dim = obs_dim, z_dim
-        self.last_action, self.agent_id = last_action, agent_id
-        self.local_dim = agent_input_dim(obs_dim, n_actions, n_agents, last_action, agent_id)
-
-    def initial_hidden(self, batch: int, device: torch.device) -> torch.Tensor:
-        return torch.zeros(batch, self.n_agents, self.hidden_dim, device=device)
-
-    def local_info(self, obs: torch.Tensor, last_actions: torch.Tensor) -> torch.Tensor:
-        return build_agent_inputs(
-            obs, last_actions if self.last_action else None, self.n_actions, self.agent_id
+        super().__init__(
+            LocalInputs(obs_dim, n_agents, n_actions, last_action, agent_id), hidden_dim
         )
+        self.obs_dim, self.z_dim = obs_dim, z_dim
+        self.head: nn.Linear
 
-    def batch_local_info(self, batch: EpisodeBatch) -> torch.Tensor:
-        return batch.agent_inputs(self.n_actions, self.last_action, self.agent_id)
+    def z(self, x: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
+        """x [E, T, N, D] (state [E, T, S] where read) -> z_i [E, T, N, z]."""
+        raise NotImplementedError
 
-    def _q(self, trunk: RNNAgent, head: nn.Linear, x: torch.Tensor, z: torch.Tensor,
-           h0: torch.Tensor | None) -> tuple[AgentOutput, torch.Tensor]:  # fmt: skip
-        """x [E, T, N, D], z [E, T, N, z] -> (outputs with ``block`` = z, final hidden)."""
-        out, h = trunk(x, h0)
-        q = head(torch.cat((F.relu(out.q), z), dim=-1))
-        return AgentOutput(q=q, hidden=out.hidden, feature=out.feature, block=z), h
+    def unroll(
+        self, x: torch.Tensor, state: torch.Tensor | None = None, h0: torch.Tensor | None = None
+    ) -> tuple[AgentOutput, torch.Tensor]:
+        """As :meth:`RecurrentQNetwork.unroll`; ``block`` carries z_i."""
+        self._check_state(state)
+        out, h = self.net(x.transpose(0, 1), h0)
+        z = self.z(x, state)
+        q = self.head(torch.cat((F.relu(out.q), z), dim=-1))
+        return AgentOutput(q=q, gru_out=out.gru_out, feature=out.feature, block=z), h
+
+    def step(
+        self, x: torch.Tensor, hidden: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out, h = self.unroll(x.unsqueeze(1), None if state is None else state.unsqueeze(1), hidden)
+        return out.q[:, 0], h
 
 
 class PTDETeacher(_PTDEBase):
     """PTDE's phase-1 network: trunk + GIP + head. z_i is sampled (``rsample``) both when
     acting and when learning, as in PTDE's code; ``block`` carries the sample."""
 
+    reads_state = True
+
     def __init__(self, obs_dim: int, state_dim: int, n_agents: int, n_actions: int,
                  hidden_dim: int = 64, z_dim: int = 64, hyper_dim: int = 64,
                  var_floor: float = 0.01, last_action: bool = True,
                  agent_id: bool = True) -> None:  # fmt: skip
         super().__init__(obs_dim, n_agents, n_actions, hidden_dim, z_dim, last_action, agent_id)
-        self.trunk = RNNAgent(self.local_dim, hidden_dim, hidden_dim)
+        self.net = RNNAgent(self.local_dim, hidden_dim, hidden_dim)
         self.gip = GIPModule(self.local_dim, state_dim, z_dim, hyper_dim, var_floor)
         self.head = nn.Linear(hidden_dim + z_dim, n_actions)
 
-    def sample_z(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    def z(self, x: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
+        assert state is not None
         mu, var = self.gip(x, state)
         return mu + var.sqrt() * torch.randn_like(mu)
-
-    def sequence(self, batch: EpisodeBatch) -> AgentOutput:
-        x = self.batch_local_info(batch)
-        out, _ = self._q(self.trunk, self.head, x, self.sample_z(x, batch.state), None)
-        return out
-
-    def step(self, env_out: EnvOutput, last_actions: torch.Tensor, hidden: torch.Tensor):
-        x = self.local_info(env_out.obs, last_actions)
-        z = self.sample_z(x, env_out.state)
-        out, h = self._q(self.trunk, self.head, x.unsqueeze(1), z.unsqueeze(1), hidden)
-        return out.q[:, 0], h
 
 
 class PTDEStudent(_PTDEBase):
@@ -189,10 +170,10 @@ class PTDEStudent(_PTDEBase):
                  agent_id: bool = True, teacher: PTDETeacher | None = None) -> None:  # fmt: skip
         super().__init__(obs_dim, n_agents, n_actions, hidden_dim, z_dim, last_action, agent_id)
         if teacher is None:
-            self.trunk = RNNAgent(self.local_dim, hidden_dim, hidden_dim)
+            self.net = RNNAgent(self.local_dim, hidden_dim, hidden_dim)
             self.head = nn.Linear(hidden_dim + z_dim, n_actions)
         else:
-            self.trunk, self.head = teacher.trunk, teacher.head
+            self.net, self.head = teacher.net, teacher.head
         self.noise_std = noise_std
         d, z = self.local_dim, self.z_dim
         self.z_net = nn.Sequential(nn.Linear(d, z), nn.ReLU(), _mlp(z, z, z))
@@ -211,21 +192,8 @@ class PTDEStudent(_PTDEBase):
         """The student's mean z_hat_i = MLP(x_i), what phase 2 regresses onto mu_i."""
         return self.z_net(x)
 
-    def forward(
-        self, obs: torch.Tensor, last_actions: torch.Tensor, hidden: torch.Tensor | None = None
-    ) -> tuple[AgentOutput, torch.Tensor]:
-        """obs [E, T, N, O], last_actions [E, T, N] (-1: none) -> (outputs, final hidden)."""
-        x = self.local_info(obs, last_actions)
+    def z(self, x: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
         z = self.z_hat(x)
         if self.noise_std > 0:
             z = z + self.noise_std * torch.randn_like(z)
-        return self._q(self.trunk, self.head, x, z, hidden)
-
-    def sequence(self, batch: EpisodeBatch) -> AgentOutput:
-        out, _ = self(batch.obs, batch.last_actions())
-        return out
-
-    def step(self, env_out: EnvOutput, last_actions: torch.Tensor, hidden: torch.Tensor):
-        """Reads ``env_out.obs`` only."""
-        out, h = self(env_out.obs.unsqueeze(1), last_actions.unsqueeze(1), hidden)
-        return out.q[:, 0], h
+        return z

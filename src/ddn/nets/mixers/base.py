@@ -23,7 +23,7 @@ class MixContext:
     state: torch.Tensor  # [..., S] global state
     actions_onehot: torch.Tensor | None = None  # [..., N, A] the joint action being scored
     max_qs: torch.Tensor | None = None  # [..., N] max_a Q_i(tau_i, a) (QPLEX advantages)
-    agent_hidden: torch.Tensor | None = None  # [..., N, H] agents' GRU outputs (QTRAN)
+    agent_gru_out: torch.Tensor | None = None  # [..., N, H] agents' GRU outputs (QTRAN)
 
 
 class Mixer(nn.Module):

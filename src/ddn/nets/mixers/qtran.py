@@ -4,7 +4,7 @@ constraints that tie them to the individual utilities.
 Networks (``QTranNet``):
     Q_jt(s, u) = MLP_Q([s, sum_i enc([h_i, onehot(u_i)])])   (enc shared across agents)
     V_jt(s)    = MLP_V(s)
-with h_i the agents' recurrent outputs (``ctx.agent_hidden``). Summing the per-agent
+with h_i the agents' GRU outputs (``ctx.agent_gru_out``). Summing the per-agent
 encodings keeps the input size independent of N and the network permutation-invariant.
 
 Losses (paper Sec. 3, QTRAN-base; Q'_jt = sum_i Q_i, hat Q_jt = Q_jt with the gradient
@@ -20,11 +20,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ddn.nets.masked import masked_mean
 from ddn.nets.mixers.base import MixContext
 
 
 class QTranNet(nn.Module):
-    """``forward(ctx) -> (q_jt [...], v_jt [...])``; needs state, agent_hidden, actions_onehot."""
+    """``forward(ctx) -> (q_jt [...], v_jt [...])``; needs state, agent_gru_out, actions_onehot."""
 
     def __init__(
         self,
@@ -55,22 +56,15 @@ class QTranNet(nn.Module):
         )
 
     def forward(self, ctx: MixContext) -> tuple[torch.Tensor, torch.Tensor]:
-        if ctx.agent_hidden is None or ctx.actions_onehot is None:
-            raise ValueError("QTranNet needs ctx.agent_hidden and ctx.actions_onehot")
-        h = ctx.agent_hidden
+        if ctx.agent_gru_out is None or ctx.actions_onehot is None:
+            raise ValueError("QTranNet needs ctx.agent_gru_out and ctx.actions_onehot")
+        h = ctx.agent_gru_out
         s = ctx.state.to(h.dtype)
         x = torch.cat([h, ctx.actions_onehot.to(h.dtype)], dim=-1)  # [..., N, H+A]
         enc = self.action_encoding(x).sum(dim=-2)
         q_jt = self.q(torch.cat([s, enc], dim=-1)).squeeze(-1)
         v_jt = self.v(s).squeeze(-1)
         return q_jt, v_jt
-
-
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if mask is None:
-        return x.mean()
-    m = mask.to(x.dtype)
-    return (x * m).sum() / m.sum().clamp(min=1.0)
 
 
 def qtran_losses(
@@ -95,4 +89,6 @@ def qtran_losses(
             m = mask.to(opt.dtype)
             opt, nopt = opt * m, nopt * m
         return opt, nopt
-    return _masked_mean(opt, mask), _masked_mean(nopt, mask)
+    if mask is None:
+        return opt.mean(), nopt.mean()
+    return masked_mean(opt, mask), masked_mean(nopt, mask)
