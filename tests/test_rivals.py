@@ -9,16 +9,16 @@ import math
 import os
 import shutil
 import signal
-from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
+from ddn.algorithms import get_algorithm
 from ddn.buffer import EpisodeBatch
 from ddn.checkpoint import list_checkpoints, load_checkpoint
 from ddn.cli import main
-from ddn.config import RIVAL_ALGORITHMS, ConfigError, resolve
+from ddn.config import ConfigError, resolve
 from ddn.deploy import export_student, load_student
 from ddn.envs import make
 from ddn.evaluate import evaluate
@@ -27,8 +27,11 @@ from ddn.learners import CTDSLearner, IGMDALearner, PTDELearner
 from ddn.learners.ctds import ctds_loss
 from ddn.learners.igm_da import imitation_loss
 from ddn.learners.ptde import ptde_distill_loss
+from ddn.learners.value_decomposition import encode_batch, unroll_batch
 from ddn.logging import read_metrics
+from ddn.nets.actor import GreedyActor
 from ddn.nets.ddn import GuidingNetwork
+from ddn.nets.masked import masked_argmax
 from ddn.nets.rivals import PrivilegedObsAgent
 from ddn.rollout import Collector
 
@@ -46,6 +49,8 @@ EXP = [
 ]  # fmt: skip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+RIVAL_ALGORITHMS = ("ctds", "ctds_vdn", "ctds_qplex", "ptde", "igm_da", "igm_bc")
 
 
 def tiny_cfg(algo: str, *extra: str):
@@ -238,20 +243,16 @@ def test_students_never_read_the_state_and_teachers_do(algo):
     student, teacher = _student(learner), learner.evaluation_policies()["test"]
     torch.manual_seed(0)
     with torch.no_grad():
-        a, b = student.sequence(batch).q, student.sequence(perturbed).q
+        a, b = unroll_batch(student, batch).q, unroll_batch(student, perturbed).q
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-        # Acting step by step: the state of the env output is never read.
-        hidden = student.initial_hidden(8, CPU)
-        last = torch.full((8, learner.spec.n_agents), -1)
-        out = SimpleNamespace(
-            obs=batch.obs[:, 0], avail=batch.avail[:, 0], state=None, privileged_obs=None
-        )
-        student.step(out, last, hidden)  # would fail on state=None or privileged_obs=None
+        # Acting step by step: the actor hands it neither the state nor the privileged
+        # observation (a network reading either would fail here).
+        GreedyActor(student, CPU, 8).act(batch.obs[:, 0], batch.avail[:, 0])
         # The teacher does read it (the perturbation is one that matters).
         torch.manual_seed(0)
-        t1 = teacher.sequence(batch).q
+        t1 = unroll_batch(teacher, batch).q
         torch.manual_seed(0)
-        t2 = teacher.sequence(perturbed).q
+        t2 = unroll_batch(teacher, perturbed).q
         assert not torch.allclose(t1, t2)
 
 
@@ -261,9 +262,11 @@ def test_igm_learner_reads_the_available_actions_when_asked():
     fewer = EpisodeBatch(**{**batch.tensors(), "avail": torch.ones_like(batch.avail)})
     with torch.no_grad():
         assert not torch.allclose(
-            learner.learner.sequence(batch).q, learner.learner.sequence(fewer).q
+            unroll_batch(learner.learner, batch).q, unroll_batch(learner.learner, fewer).q
         )
-        torch.testing.assert_close(off.learner.sequence(batch).q, off.learner.sequence(fewer).q)
+        torch.testing.assert_close(
+            unroll_batch(off.learner, batch).q, unroll_batch(off.learner, fewer).q
+        )
 
 
 @pytest.mark.parametrize("algo", ["ctds", "igm_da", "ptde"])
@@ -277,17 +280,24 @@ def test_whole_episode_unroll_equals_acting_step_by_step(algo):
         nets.append(learner.evaluation_policies()["test"])
     for net in nets:
         with torch.no_grad():
-            whole = net.sequence(batch)
+            whole = unroll_batch(net, batch)
             e, t1 = batch.obs.shape[:2]
-            hidden = net.initial_hidden(e, CPU)
-            last = batch.last_actions()
+            # The actor, fed the env's fields step by step, acts on the same Q-values.
+            actor = GreedyActor(net, CPU, e)
             for t in range(t1):
-                out = SimpleNamespace(
-                    obs=batch.obs[:, t], state=batch.state[:, t], avail=batch.avail[:, t],
+                q, _ = net.step(
+                    encode_batch(net, batch)[:, t], actor.hidden,
+                    batch.state[:, t] if net.reads_state else None,
+                )  # fmt: skip
+                torch.testing.assert_close(whole.q[:, t], q, rtol=1e-5, atol=1e-5)
+                avail = batch.avail[:, t]
+                acted = actor.act(
+                    batch.obs[:, t], avail, batch.state[:, t],
                     privileged_obs=batch.privileged_obs[:, t],
                 )  # fmt: skip
-                q, hidden = net.step(out, last[:, t], hidden)
-                torch.testing.assert_close(whole.q[:, t], q, rtol=1e-5, atol=1e-5)
+                assert torch.equal(acted, masked_argmax(q, avail))
+                if t1 > t + 1:
+                    actor.last_actions = batch.actions[:, t]  # follow the stored episode
 
 
 def test_what_the_teacher_reads():
@@ -323,13 +333,13 @@ def test_dagger_bootstraps_the_expert_on_the_learners_greedy_actions():
     seen = {}
     td_update = learner.td.td_update
 
-    def spy(batch, episode, reward=None, next_actions=None):
+    def spy(batch, episode, reward=None, inputs=None, next_actions=None):
         seen["next"] = next_actions
-        return td_update(batch, episode, reward, next_actions)
+        return td_update(batch, episode, reward, inputs, next_actions)
 
     learner.td.td_update = spy
     with torch.no_grad():
-        q = learner.learner.sequence(batch).q[:, 1:]
+        q = unroll_batch(learner.learner, batch).q[:, 1:]
         avail = batch.avail[:, 1:] | ~batch.avail[:, 1:].any(dim=-1, keepdim=True)
         expected = q.masked_fill(~avail, float("-inf")).argmax(dim=-1)
     learner.train(batch, episode=1)
@@ -337,9 +347,9 @@ def test_dagger_bootstraps_the_expert_on_the_learners_greedy_actions():
     bc, batch, _ = setup("igm_bc")
     bc_update = bc.td.td_update
 
-    def spy_bc(batch, episode, reward=None, next_actions=None):
+    def spy_bc(batch, episode, reward=None, inputs=None, next_actions=None):
         seen["bc"] = next_actions
-        return bc_update(batch, episode, reward, next_actions)
+        return bc_update(batch, episode, reward, inputs, next_actions)
 
     bc.td.td_update = spy_bc
     bc.train(batch, episode=1)
@@ -448,7 +458,7 @@ def test_evaluate_and_export_a_ptde_student_of_any_checkpoint(ptde_run, tmp_path
     out = json.loads(captured.out)
     assert out["policy"] == "student" and out["checkpoint"] == first
     assert math.isfinite(out["test/return_mean"])
-    assert "distilling its student first" in captured.err
+    assert "running it first" in captured.err
     path = tmp_path / "student.pt"
     assert main(["export", "--run", str(ptde_run), "--out", str(path)]) == 0
     policy = load_student(path)
@@ -472,14 +482,22 @@ def test_exported_student_acts_like_the_trained_one(algo, tmp_path):
     with torch.no_grad():
         for t in range(3):
             avail = batch.avail[:, t] | ~batch.avail[:, t].any(dim=-1, keepdim=True)
-            out = SimpleNamespace(obs=batch.obs[:, t], avail=avail)
-            q, hidden = student.step(out, last, hidden)
+            x = student.inputs.encode(student.observe(batch.obs[:, t], avail), last)
+            q, hidden = student.step(x, hidden)
             expected = q.masked_fill(~avail, float("-inf")).argmax(dim=-1)
             assert torch.equal(policy.act(batch.obs[:, t], avail), expected)
             last = expected
     if algo == "igm_da":
         with pytest.raises(ValueError, match="pass avail"):
             policy.act(batch.obs[:, 0])
+
+
+def test_rivals_are_registered_with_a_teacher_and_a_student():
+    for algo in RIVAL_ALGORITHMS:
+        entry = get_algorithm(algo)
+        assert entry.has_student and entry.base in ("qmix", "vdn", "qplex"), algo
+    assert get_algorithm("ctds_vdn").label == "CTDS (VDN)"
+    assert tiny_cfg("ptde").ptde_z_dim == 8 and tiny_cfg("igm_da").igm_learner_avail
 
 
 def test_learner_types():
