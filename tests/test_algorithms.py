@@ -27,7 +27,7 @@ from ddn.algorithms import (
 )
 from ddn.config import Config, ConfigError, MixerConfig, OptimConfig, resolve
 from ddn.experiment import Experiment, build_learner, make_env
-from ddn.learners.base import Learner
+from ddn.learners.base import Learner, PostBudgetLearner
 from ddn.logging import read_metrics
 from ddn.rollout import Collector
 
@@ -36,7 +36,8 @@ CPU = torch.device("cpu")
 SMALL = [
     "device=cpu", "batch_size_run=4", "batch_size=4", "buffer_size=8", "rnn_hidden_dim=8",
     "mixing_embed_dim=8", "hypernet_embed=8", "central_mixing_embed_dim=8", "fusion_dim=8",
-    "idm_embed_dim=8",
+    "idm_embed_dim=8", "ptde_z_dim=8", "ptde_hyper_dim=4", "ptde_dataset_episodes=4",
+    "ptde_distill_steps=5", "ptde_distill_batch=8",
 ]  # fmt: skip
 
 
@@ -112,12 +113,23 @@ def test_every_algorithm_builds_a_learner_with_the_interface(algo):
     env = make_env(cfg, 1, 0, CPU)
     learner = build_learner(cfg, env.spec, CPU)
     assert isinstance(learner, Learner)
-    # The networks it evaluates are the ones its registry entry names.
-    assert list(learner.evaluation_policies()) == [p.prefix for p in entry.policies]
+    # The networks it evaluates are the ones its registry entry names (a learner with a
+    # post-budget phase, PTDE, evaluates its student once that phase has made it).
+    prefixes = [p.prefix for p in entry.policies]
+    post_budget = isinstance(learner, PostBudgetLearner)
+    if post_budget:
+        assert list(learner.evaluation_policies()) == prefixes[:1]
+    else:
+        assert list(learner.evaluation_policies()) == prefixes
     assert set(learner.policy_state_dict())
-    _, batch = _batch(learner, cfg)
+    env, batch = _batch(learner, cfg)
     metrics = learner.train(batch, cfg.batch_size_run)
     assert metrics and all(math.isfinite(v) for v in metrics.values())
+    if post_budget:
+        assert not learner.post_budget_done
+        done = learner.post_budget(env, lambda: False, False)
+        assert done is not None and learner.post_budget_done
+        assert list(learner.evaluation_policies()) == prefixes
     key = "win_rate" if env.spec.has_win_condition else "return_mean"
     test = {f"{p.prefix}/{key}": 0.5 if p.name == "student" else 1.0 for p in entry.policies}
     extra = learner.evaluation_metrics(test)
@@ -187,7 +199,13 @@ def test_a_flat_config_written_before_sections_still_loads():
     assert (cfg.algo, cfg.w, cfg.fusion_dim, cfg.idm, cfg.mixing_embed_dim) == (
         "ddn_cw_qmix", 0.3, 8, False, 16,
     )  # fmt: skip
-    assert cfg.to_dict() == saved
+    # Every key it holds reads back; keys added since (the rivals') take their defaults.
+    loaded = cfg.to_dict()
+    assert {k: v for k, v in loaded.items() if k in saved} == saved
+    defaults = Config().to_dict()
+    assert {k: v for k, v in loaded.items() if k not in saved} == {
+        k: v for k, v in defaults.items() if k not in saved
+    }
     assert config.differing_keys(saved, cfg) == []
     # A record from before a key existed: the key counts as its default.
     older = {k: v for k, v in saved.items() if k != "runaway_q_factor"}

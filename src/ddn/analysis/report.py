@@ -9,7 +9,9 @@ Which runs feed which table is read from each run's ``config.yaml``:
 
 - Table 1, base vs +DDN: ``<base>`` runs against ``ddn_<base>`` (``ddn`` = ``ddn_qmix``)
   runs with every DDN switch at its default;
-- Table 2, GGN / LPN and the transfer rate LPN / GGN: default DDN runs;
+- Table 2, GGN / LPN and the transfer rate LPN / GGN: default DDN runs, then the
+  rivals' runs (CTDS, PTDE, IGM-DA: teacher / student; IGM-DA's DAgger and BC are two
+  rows, each with its expert as teacher and its learner as student);
 - Table 3, personalized vs raw state: DDN runs differing only in ``personalized_state``;
 - Table 4, which of L_B, L_Q, L_F: DDN runs differing only in ``distill_*``;
 - Table 5, IDM off vs mask probability mu: DDN runs differing only in ``idm`` /
@@ -167,11 +169,6 @@ def _family(algo: str) -> str | None:
     return found.family if found is not None else None
 
 
-def _has_student(algo: str) -> bool:
-    found = find_algorithm(algo)
-    return found is not None and found.has_student
-
-
 def _is_default(run: RunRecord, except_keys: Sequence[str] = ()) -> bool:
     return all(
         run.config.get(k, getattr(_DEFAULTS, k)) == getattr(_DEFAULTS, k)
@@ -239,7 +236,10 @@ def _table2(sc: _Scenarios) -> Table | str:
     rows, names = [], []
     for name, runs in sc.by.items():
         key = sc.metric[name]
-        for algo in sorted({r.algo for r in runs if _has_student(r.algo)}):
+        present = {r.algo for r in runs}
+        # In registration order: DDN's variants first, then its rivals (CTDS, PTDE,
+        # IGM-DA), each teacher / student.
+        for algo in [a.name for a in all_algorithms() if a.has_student and a.name in present]:
             group = [r for r in runs if r.algo == algo and _is_default(r)]
             if not group:
                 continue
@@ -251,10 +251,11 @@ def _table2(sc: _Scenarios) -> Table | str:
             rows.append(([name, algo_label(algo)], cells))
             names.append(name)
     if not rows:
-        return "needs DDN runs with default switches"
+        return "needs DDN (or rival) runs with default switches"
     return Table(
         "table2",
-        f"Table 2: GGN / LPN ({sc.header_metric(names)}) and transfer rate LPN / GGN",
+        f"Table 2: GGN / LPN ({sc.header_metric(names)}; the rivals' teacher / student) "
+        "and transfer rate LPN / GGN",
         ["scenario", "algorithm", "GGN", "LPN", "transfer rate"],
         2,
         rows,
