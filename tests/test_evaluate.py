@@ -87,6 +87,9 @@ class CopyObservation(torch.nn.Module):
     def initial_hidden(self, batch: int, device: torch.device) -> torch.Tensor:
         return torch.zeros(batch, N_AGENTS, 1, device=device)
 
+    def observe(self, obs, avail=None, privileged_obs=None):
+        return obs
+
     def step(
         self, x: torch.Tensor, hidden: torch.Tensor, state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,7 @@ PAPER_PRESET = {
     "capture_reward": 10.0,
     "punishment": 2.0,
     "episode_limit": 200,
+    "privileged_obs": False,  # the unlimited-sight observation (CTDS's teacher), off by default
 }
 
 

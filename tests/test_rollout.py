@@ -154,6 +154,9 @@ class CatchyNetwork:
     def initial_hidden(self, batch, device):
         return torch.zeros(batch, self.n_agents, 1, device=device)
 
+    def observe(self, obs, avail=None, privileged_obs=None):
+        return obs
+
     def step(self, x, hidden, state=None):
         assert state is None
         self.calls[-1] = (self.calls[-1][0], hidden.clone())
