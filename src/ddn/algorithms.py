@@ -306,31 +306,30 @@ def rival_on(
     )  # fmt: skip
 
 
-_CTDS = "CTDS: a teacher on privileged inputs, a local student regressed onto its Q-values"
+_CTDS = "a teacher on privileged inputs, a local student regressed onto its Q-values"
 register(rival_on(get_algorithm("qmix"), "ctds", "CTDS", _CTDS, CTDSLearner,
                   (TeacherObsConfig,), "ctds"))  # fmt: skip
 for _name, _base in (("ctds_vdn", "vdn"), ("ctds_qplex", "qplex")):
     _method = get_algorithm(_base)
-    register(rival_on(_method, _name, f"CTDS ({_method.label})", f"{_CTDS} ({_method.label})",
+    register(rival_on(_method, _name, f"CTDS ({_method.label})", f"{_CTDS}, on {_method.label}",
                       CTDSLearner, (TeacherObsConfig,), "ctds"))  # fmt: skip
 register(
     rival_on(
         get_algorithm("qmix"), "ptde", "PTDE",
-        "PTDE: GIP teacher on the state, its z distilled offline into a local MLP after the "
+        "GIP teacher on the state, its z distilled offline into a local MLP after the "
         "budget", PTDELearner, (PTDEConfig,), "ptde",
     )
 )  # fmt: skip
 register(
     rival_on(
         get_algorithm("qmix"), "igm_da", "IGM-DA (DAgger)",
-        "IGM-DA: an expert on more information, a local learner imitating it (DAgger)",
+        "an expert on more information, a local learner imitating it (DAgger)",
         IGMDALearner, (TeacherObsConfig, IGMDAConfig), "igm",
     )
 )  # fmt: skip
 register(
     rival_on(
         get_algorithm("qmix"), "igm_bc", "IGM-DA (BC)",
-        "IGM-DA: an expert on more information, a local learner imitating it (behaviour "
-        "cloning)", IGMDALearner, (TeacherObsConfig, IGMDAConfig), "igm",
+        "an expert on more information, a local learner imitating it (behaviour cloning)", IGMDALearner, (TeacherObsConfig, IGMDAConfig), "igm",
     )
 )  # fmt: skip
