@@ -330,6 +330,7 @@ register(
 register(
     rival_on(
         get_algorithm("qmix"), "igm_bc", "IGM-DA (BC)",
-        "an expert on more information, a local learner imitating it (behaviour cloning)", IGMDALearner, (TeacherObsConfig, IGMDAConfig), "igm",
+        "an expert on more information, a local learner imitating it (behaviour cloning)",
+        IGMDALearner, (TeacherObsConfig, IGMDAConfig), "igm",
     )
 )  # fmt: skip
