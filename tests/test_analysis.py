@@ -139,6 +139,26 @@ def test_grouping_panels_lines_and_ddn_teacher_student(runs):
     assert ret["VDN_DDN LPN"].mean[-1] == pytest.approx(7.5)
 
 
+def test_runs_of_one_setting_across_ddn_versions_are_one_variant(tmp_path):
+    """A run recorded before ddn had a key (its config.yaml lacks it) ran with that key's
+    default, and keys of execution or record keeping (threads, loggers, checkpoints kept)
+    do not make a variant; a key that changes learning still does."""
+    old = write_run(tmp_path, "old", "qmix", 0, [(0, 0.0), (10, 0.5)])
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    for key in ("keep_checkpoints", "loggers", "runaway_q_factor", "threads"):
+        del config[key]
+    (old / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    write_run(tmp_path, "new", "qmix", 1, [(0, 0.0), (10, 0.7)], threads=1, keep_checkpoints=0)
+    write_run(tmp_path, "other", "qmix", 2, [(0, 0.0), (10, 0.7)], gamma=0.9)
+    labels = {r.path.name: label for r, label in zip_labels(find_runs([tmp_path]))}
+    assert labels == {"old": "gamma=0.99", "new": "gamma=0.99", "other": "gamma=0.9"}
+
+
+def zip_labels(runs):
+    labels = variant_labels(runs)
+    return [(r, labels[r.path]) for r in runs]
+
+
 def test_variants_get_their_own_lines(tmp_path):
     for seed in range(2):
         write_run(tmp_path, f"a{seed}", "ddn", seed, [(0, 0.0), (10, 0.5)], student=[0, 0.5])

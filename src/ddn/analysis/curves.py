@@ -26,13 +26,18 @@ import numpy as np
 
 from ddn.algorithms import label as algo_label
 from ddn.algorithms import policies_of
-from ddn.config import ConfigError
+from ddn.config import EXECUTION_KEYS, Config, ConfigError
 from ddn.run_folder import CONFIG_FILE, METRICS_FILE, RunFolder, last_test
 
 Band = Literal["std", "ci"]
 
-# Keys that vary between seeds of one setting and never define a separate line.
-_IGNORED_KEYS = frozenset({"seed", "device", "t_max"})
+# Keys that vary between seeds of one setting, or say how a run was executed and
+# recorded rather than what it learned: they never define a separate line (runs of one
+# campaign differ in them when ddn gained or changed such a key between runs).
+_IGNORED_KEYS = frozenset({
+    "seed", "device", "t_max", *EXECUTION_KEYS, "loggers", "keep_checkpoints",
+    "runaway_q_factor", "save_model", "save_model_interval", "save_buffer",
+})  # fmt: skip
 
 
 # ---------------------------------------------------------------------- loading
@@ -153,9 +158,11 @@ def variant_labels(runs: Sequence[RunRecord]) -> dict[Path, str]:
     groups: dict[tuple, list[RunRecord]] = {}
     for run in runs:
         groups.setdefault((run.panel, run.algo), []).append(run)
+    # A key a run's config.yaml lacks (ddn gained it after the run) had its default value.
+    defaults = _flat_config(Config().to_dict())
     labels: dict[Path, str] = {}
     for members in groups.values():
-        flats = [_flat_config(r.config) for r in members]
+        flats = [{**defaults, **_flat_config(r.config)} for r in members]
         keys = sorted(set().union(*flats) - _IGNORED_KEYS)
         varying = [k for k in keys if len({f.get(k) for f in flats}) > 1]
         for run, flat in zip(members, flats, strict=True):
