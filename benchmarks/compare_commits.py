@@ -54,6 +54,11 @@ def run_once(script: Path, tree: Path, extra: list[str], out: Path) -> dict[str,
     for r in json.loads(out.read_text())["results"]:
         rates[f"{r['algo']} wall"] = r["env_steps_per_s"]
         rates[f"{r['algo']} cpu"] = r["env_steps_per_cpu_s"]
+        # train_throughput.py also times one update and one rollout (medians of its
+        # interleaved rounds): as rates (1/s), so that every row reads "higher is faster".
+        for key, name in (("update_s", "updates/s"), ("rollout_s_8x200", "rollouts/s")):
+            if key in r:
+                rates[f"{r['algo']} {name}"] = 1.0 / r[key]
     return rates
 
 
@@ -84,8 +89,11 @@ def main() -> None:
         finally:
             for tree in trees.values():
                 git("worktree", "remove", "--force", str(tree))
-    print(f"\n{args.bench} throughput, env steps/s; base {refs['base'][:8]}, new {refs['new'][:8]}")
-    print(f"{'algo, rate per':<22}{'base':>10}{'new':>10}{'new/base':>10}  per round")
+    print(
+        f"\n{args.bench} throughput (env steps/s unless named); "
+        f"base {refs['base'][:8]}, new {refs['new'][:8]}"
+    )
+    print(f"{'algo, rate':<22}{'base':>10}{'new':>10}{'new/base':>10}  per round")
     for algo in rates["base"][0]:
         base = [r[algo] for r in rates["base"]]
         new = [r[algo] for r in rates["new"]]
