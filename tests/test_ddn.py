@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 import torch
+from same_run import assert_states_equal, without_time
 from torch import nn
 
 from ddn.algorithms import all_algorithms
@@ -895,21 +896,6 @@ def test_ddn_matrix_experiment_reports_win_rate_transfer(tmp_path):
         assert summary["test/transfer_rate"] == pytest.approx(rate)
 
 
-def _state_equal(a, b, path="") -> None:
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for k in a:
-            _state_equal(a[k], b[k], f"{path}/{k}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _state_equal(x, y, f"{path}/{i}")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    else:
-        assert a == b, path
-
-
 def test_learner_state_dict_round_trip():
     learner, batch = setup("ddn")
     for ep in range(3):
@@ -923,7 +909,7 @@ def test_learner_state_dict_round_trip():
 
     fresh, _ = setup("ddn", seed=7)  # other initial weights
     fresh.load_state_dict(state)
-    _state_equal(fresh.state_dict(), learner.state_dict())
+    assert_states_equal(fresh.state_dict(), learner.state_dict())
     assert float(fresh.idm.error_stats.count) == float(learner.idm.error_stats.count) > 0
     # Both continue identically (optimiser moments and RND stats included).
     torch.manual_seed(3)
@@ -931,7 +917,7 @@ def test_learner_state_dict_round_trip():
     torch.manual_seed(3)
     m_b = fresh.train(batch, episode=4)
     assert m_a == m_b
-    _state_equal(fresh.state_dict(), learner.state_dict())
+    assert_states_equal(fresh.state_dict(), learner.state_dict())
 
 
 @pytest.mark.slow
@@ -948,16 +934,12 @@ def test_ddn_run_resumes_like_an_uninterrupted_run(tmp_path):
     exp = Experiment.resume(b_dir, progress=False)
     assert exp.t_env == saved[1]
     _, state, _ = load_checkpoint(b_dir)
-    _state_equal(exp.learner.state_dict(), state["learner"])
+    assert_states_equal(exp.learner.state_dict(), state["learner"])
     assert float(exp.learner.idm.error_stats.count) > 0
     assert _same(exp.run(), a)
-    events_a = [_no_time(e) for e in read_metrics(tmp_path / "a" / "metrics.jsonl")]
-    events_b = [_no_time(e) for e in read_metrics(b_dir / "metrics.jsonl")]
+    events_a = without_time(read_metrics(tmp_path / "a" / "metrics.jsonl"))
+    events_b = without_time(read_metrics(b_dir / "metrics.jsonl"))
     assert events_a == events_b
-
-
-def _no_time(e: dict) -> dict:
-    return {k: v for k, v in e.items() if not k.startswith("time/")}
 
 
 def _same(a: dict, b: dict) -> bool:

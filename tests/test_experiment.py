@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from same_run import without_time
 
 from ddn.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 from ddn.config import resolve
@@ -39,10 +40,6 @@ def tiny(*extra: str, algo: str = "qmix"):
 def kind(event: dict) -> str:
     keys = [k for k in event if "/" in k]
     return keys[0].split("/")[0] if keys else "?"
-
-
-def without_time(events: list[dict]) -> list[dict]:
-    return [{k: v for k, v in e.items() if not k.startswith("time/")} for e in events]
 
 
 def assert_monotonic_per_kind(events: list[dict]) -> None:

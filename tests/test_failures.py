@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from same_run import without_time
 
 from ddn import checkpoint as checkpoint_mod
 from ddn import config
@@ -56,10 +57,6 @@ def one_line_error(capsys, code: int, expected: int = 2) -> str:
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("ddn: error: ")
     return lines[0]
-
-
-def without_time(events: list[dict]) -> list[dict]:
-    return [{k: v for k, v in e.items() if not k.startswith("time/")} for e in events]
 
 
 def outcome(summary: dict) -> dict:

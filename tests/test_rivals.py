@@ -12,6 +12,7 @@ import signal
 
 import pytest
 import torch
+from same_run import assert_states_equal, without_time
 from torch import nn
 
 from ddn.algorithms import get_algorithm
@@ -357,23 +358,6 @@ def test_dagger_bootstraps_the_expert_on_the_learners_greedy_actions():
 
 
 # ---------------------------------------------------------------- 4. checkpoints and runs
-def _state_equal(a, b, path="") -> None:
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for k in a:
-            _state_equal(a[k], b[k], f"{path}/{k}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _state_equal(x, y, f"{path}/{i}")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    else:
-        assert a == b, path
-
-
-def _no_time(events: list[dict]) -> list[dict]:
-    return [{k: v for k, v in e.items() if not k.startswith("time/")} for e in events]
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -397,9 +381,9 @@ def test_run_resumes_like_an_uninterrupted_run(algo, tmp_path):
         shutil.rmtree(b_dir / "checkpoints" / str(t))
     exp = Experiment.resume(b_dir, progress=False)
     _, state, _ = load_checkpoint(b_dir)
-    _state_equal(exp.learner.state_dict(), state["learner"])
+    assert_states_equal(exp.learner.state_dict(), state["learner"])
     assert _same(exp.run(), a)
-    assert _no_time(read_metrics(b_dir / "metrics.jsonl")) == _no_time(
+    assert without_time(read_metrics(b_dir / "metrics.jsonl")) == without_time(
         read_metrics(tmp_path / "a" / "metrics.jsonl")
     )
 
@@ -433,7 +417,7 @@ def test_ptde_stopped_in_phase_two_resumes_in_phase_two(tmp_path):
     assert resumed.learner.phase == 2 and resumed.learner.distill_step == 10
     assert _same(resumed.run(), a)
     assert resumed.learner.phase == 3
-    assert _no_time(read_metrics(b_dir / "metrics.jsonl")) == _no_time(
+    assert without_time(read_metrics(b_dir / "metrics.jsonl")) == without_time(
         read_metrics(tmp_path / "a" / "metrics.jsonl")
     )
 
