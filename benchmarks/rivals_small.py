@@ -4,7 +4,7 @@ episodes, no miscapture penalty), one budget for all: the numbers the tests' bar
 chosen from, and a one-seed comparison of the methods side by side.
 
     python benchmarks/rivals_small.py [--algos ddn ctds ptde igm_da igm_bc] [--seeds 0 1]
-                                      [--t-max 20000]
+                                      [--t-max 20000] [--set KEY=VALUE ...]
 
 Each run trains through the real loop, then evaluates both networks greedily on 2,048
 episodes. One run takes ~1 min on one CPU thread (PTDE ~3 min: its phase 2), more on a
@@ -31,8 +31,9 @@ from ddn.experiment import Experiment
 from ddn.run_folder import RunFolder
 
 
-def run(algo: str, seed: int, t_max: int, run_dir: Path) -> dict:
-    cfg = resolve("predator_prey", algo, overrides=SMALL_PREDATOR_PREY, seed=seed, t_max=t_max)
+def run(algo: str, seed: int, t_max: int, run_dir: Path, extra: list[str]) -> dict:
+    overrides = [*SMALL_PREDATOR_PREY, *extra]
+    cfg = resolve("predator_prey", algo, overrides=overrides, seed=seed, t_max=t_max)
     start = time.perf_counter()
     exp = Experiment(cfg, run_dir, progress=False)
     exp.run()
@@ -46,6 +47,7 @@ def run(algo: str, seed: int, t_max: int, run_dir: Path) -> dict:
         "algo": algo,
         "seed": seed,
         "t_max": t_max,
+        "set": extra,
         "teacher": final["test"],
         "student": final.get("test_student"),
         "share": final["test_student"] / final["test"] if final["test"] else None,
@@ -59,13 +61,16 @@ def main() -> None:
     parser.add_argument("--algos", nargs="+", default=["ddn", "ctds", "ptde", "igm_da", "igm_bc"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--t-max", type=int, default=20_000)
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="on top of the tests' setting"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         for algo in args.algos:
             for seed in args.seeds:
                 print(
-                    json.dumps(run(algo, seed, args.t_max, Path(tmp) / f"{algo}-{seed}")),
+                    json.dumps(run(algo, seed, args.t_max, Path(tmp) / f"{algo}-{seed}", args.set)),
                     flush=True,
                 )
 

@@ -70,9 +70,7 @@ def main() -> None:
                 steps = wall = cpu = 0.0
                 per_seed = []
                 for seed in args.seeds:
-                    cfg = resolve(
-                        "smax", algo, map_name, [*overrides, f"seed={seed}"], t_max=10**9
-                    )
+                    cfg = resolve("smax", algo, map_name, [*overrides, f"seed={seed}"], t_max=10**9)
                     folder = Path(tmp) / f"{map_name}-{algo}-{seed}"
                     n, w, c, longest = measure(cfg, folder, args.seconds)
                     steps, wall, cpu = steps + n, wall + w, cpu + c
