@@ -401,3 +401,67 @@ def test_privileged_obs_is_the_observation_without_the_sight_test() -> None:
         actions = random_available(out.avail, gen)
         out, out_plain = env.step(actions), plain.step(actions)
     assert seen_far > 0  # units out of sight were seen by the privileged observation
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, "two", True, float("nan")])
+def test_bad_sight_range_is_one_clear_error(bad, capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before anything is built (jaxmarl or not), as one line naming the fix."""
+    from ddn.cli import main
+
+    with pytest.raises(ValueError, match=r"sight_range must be a number >= 0 \(or null"):
+        ddn.envs.make("smax", num_envs=1, map_name="3m", sight_range=bad)
+    code = main(["train", "--env", "smax", "--map", "3m", "--algo", "qmix", "--no-progress",
+                 "--set", f"env.sight_range={bad}"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "sight_range must be a number >= 0" in err[0]
+
+
+@pytest.mark.slow
+@requires_jaxmarl
+def test_sight_range_limits_only_the_allies_observation() -> None:
+    """sight_range r: another unit's block in an ally's obs is filled iff both are alive
+    and they are less than r apart (a plain computation from the unit positions), and
+    then it is the block the default observation shows (offsets still divided by the
+    unit type's own sight range); r = 0 leaves only the own block. The state, avail, the
+    reward, the flags, the enemy's behaviour and the privileged observation are those of
+    the default env, step after step under the same actions. (The default obs itself is
+    checked against raw JaxMARL by test_matches_raw_jaxmarl_step_by_step.)"""
+    kw = {"num_envs": 4, "seed": 3, "map_name": "3m"}  # the privileged test's, compiled once
+    default = ddn.envs.make("smax", privileged_obs=True, **kw)
+    blind = ddn.envs.make("smax", sight_range=0, **kw)
+    near = ddn.envs.make("smax", sight_range=3.0, privileged_obs=True, **kw)
+    jenv = default.jaxmarl_env
+    other_f = len(jenv.unit_features)
+    n_units = (default.spec.obs_dim - len(jenv.own_features)) // other_f + 1
+    own = (n_units - 1) * other_f
+    gen = torch.Generator().manual_seed(0)
+    outs = [env.reset() for env in (default, blind, near)]
+    shown = hidden = 0
+    for _ in range(12):
+        ref, out0, out3 = outs
+        for out in (out0, out3):
+            for field in ("state", "avail", "reward", "terminated", "truncated", "won"):
+                assert torch.equal(getattr(out, field), getattr(ref, field)), field
+            assert torch.equal(out.obs[..., own:], ref.obs[..., own:])  # own block
+        assert torch.equal(out3.privileged_obs, ref.privileged_obs)
+        assert not out0.obs[..., :own].any()
+        obs, ref_obs, priv = out3.obs.numpy(), ref.obs.numpy(), ref.privileged_obs.numpy()
+        state = near.jax_state.state
+        pos = np.asarray(state.unit_positions, dtype=np.float64)  # [B, units, 2]
+        alive = np.asarray(state.unit_alive)
+        for b in range(4):
+            for i in range(near.spec.n_agents):
+                for j in range(n_units - 1):
+                    j_idx = j if j < i else j + 1
+                    block = slice(j * other_f, (j + 1) * other_f)
+                    dist = np.linalg.norm(pos[b, j_idx] - pos[b, i])
+                    if alive[b, i] and alive[b, j_idx] and dist < 3.0:
+                        np.testing.assert_array_equal(obs[b, i, block], ref_obs[b, i, block])
+                        np.testing.assert_array_equal(obs[b, i, block], priv[b, i, block])
+                        shown += 1
+                    else:
+                        assert not obs[b, i, block].any()
+                        hidden += int(bool(ref_obs[b, i, block].any()))  # seen at sight 9
+        actions = random_available(ref.avail, gen)
+        outs = [env.step(actions) for env in (default, blind, near)]
+    assert shown > 0 and hidden > 0  # both sides of the range occurred

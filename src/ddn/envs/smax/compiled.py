@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -71,6 +72,7 @@ class CompiledSMAX:
         attack_mode: str,
         scale_features: bool,
         privileged_obs: bool = False,
+        sight_range: float | None = None,
     ):
         jax, jnp, enemy = _import_jax()
         self.jax, self.jnp = jax, jnp
@@ -118,15 +120,19 @@ class CompiledSMAX:
             teams_types = world[n_units * own_f :].at[n_units:].divide(max_type)
             return jnp.concatenate([units.reshape(-1), teams_types])
 
-        def unlimited_sight(state: Any, obs_arr: Any) -> Any:
-            """Each ally's observation without the sight test: every other unit's block
-            filled while both are alive, wherever it is (CTDS's teacher observation).
-            Offsets stay divided by the observer's sight range, so they may exceed 1; the
-            unit order and the own block are the observation's (JaxMARL's)."""
+        def within_sight(state: Any, obs_arr: Any, sight: float) -> Any:
+            """Each ally's observation with the sight test at ``sight`` for every ally
+            instead of its unit type's own range: another unit's block is filled while
+            both are alive and they are less than ``sight`` apart (JaxMARL's strict test);
+            ``math.inf`` drops the test (CTDS's teacher observation). Offsets stay divided
+            by the observer's own sight range, so a filled block is exactly the block
+            JaxMARL's observation shows (beyond that range its offsets exceed 1); the unit
+            order and the own block are the observation's (JaxMARL's)."""
 
             def block(i: Any, j: Any) -> Any:
                 j_idx = jnp.where(j < i, j, j + 1)  # allies skip themselves
-                seen = state.unit_alive[i] & state.unit_alive[j_idx]
+                dist = jnp.linalg.norm(state.unit_positions[j_idx] - state.unit_positions[i])
+                seen = state.unit_alive[i] & state.unit_alive[j_idx] & (dist < sight)
                 return jnp.where(seen, env._observe_features(state, i, j_idx), 0.0)
 
             others = jax.vmap(jax.vmap(block, in_axes=(None, 0)), in_axes=(0, None))(
@@ -142,8 +148,10 @@ class CompiledSMAX:
             avail = env.get_avail_actions(state)
             avail_arr = jnp.stack([avail[a] for a in agents]).astype(jnp.bool_)
             world = obs["world_state"]
+            if sight_range is not None:  # the allies' only: the enemy's script reads its own
+                obs_arr = within_sight(state.state, obs_arr, sight_range)
             if privileged_obs:
-                privileged = unlimited_sight(state.state, obs_arr).astype(jnp.float32)
+                privileged = within_sight(state.state, obs_arr, math.inf).astype(jnp.float32)
             else:
                 privileged = jnp.zeros((n_allies, 0), jnp.float32)
             if scale_features:

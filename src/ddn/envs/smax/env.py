@@ -90,14 +90,33 @@ _KEY_WORD_BOUND = 2**32
 
 @functools.lru_cache(maxsize=32)
 def _build(
-    map_name: str, episode_limit: int, attack_mode: str, scale_features: bool, privileged_obs: bool
+    map_name: str,
+    episode_limit: int,
+    attack_mode: str,
+    scale_features: bool,
+    privileged_obs: bool,
+    sight_range: float | None,
 ) -> CompiledSMAX:
     """One compiled simulator per configuration.
 
     Cached so that the training and test environments of a run, and repeated
     constructions in tests, share one ``jax.jit`` cache instead of recompiling.
     """
-    return CompiledSMAX(map_name, episode_limit, attack_mode, scale_features, privileged_obs)
+    return CompiledSMAX(
+        map_name, episode_limit, attack_mode, scale_features, privileged_obs, sight_range
+    )
+
+
+def check_sight_range(value: Any) -> float | None:
+    """``sight_range``: ``None`` (each unit type's own) or a number >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(
+            "parameter sight_range must be a number >= 0 (or null for each unit type's own "
+            f"sight range), got {value!r}"
+        )
+    return float(value)
 
 
 def _to_torch(x: Any, device: torch.device) -> torch.Tensor:
@@ -132,6 +151,15 @@ class SMAX(VecEnv):
     these fed QMIX's hypernetworks inputs up to 32 and its values diverged on SMAX
     (docs/smax.md). ``scale_features=False`` gives JaxMARL's arrays unchanged.
 
+    ``sight_range`` (default ``None``: each unit type's own, SMAX's 8-11) is the sight
+    range of every ally's ``obs``: another unit's block is zero unless it is nearer than
+    that (0: every ally and enemy block zero, the own block stays). Offsets stay divided by
+    the unit type's own sight range, so a block shown is the default observation's block.
+    Only ``obs`` changes: the state, the reward, ``avail`` (attacks by attack range), the
+    enemy's script and ``privileged_obs`` (``privileged_obs=True``: every living unit's
+    block, wherever it is) do not. It reaches CTDS's sight-2 student and IGM-DA's
+    zero-sight learner (docs/rivals.md).
+
     Returned tensors may share memory with JAX buffers: treat them as read-only.
     """
 
@@ -147,6 +175,7 @@ class SMAX(VecEnv):
         attack_mode: str = "closest",
         scale_features: bool = True,
         privileged_obs: bool = False,
+        sight_range: float | None = None,
     ):
         super().__init__(num_envs, seed, device)
         if map_name not in SMAX_MAPS:
@@ -167,8 +196,14 @@ class SMAX(VecEnv):
         self.attack_mode = attack_mode
         self.scale_features = check_bool("scale_features", scale_features)
         self.privileged_obs = check_bool("privileged_obs", privileged_obs)
+        self.sight_range = check_sight_range(sight_range)
         self._sim = _build(
-            map_name, self.episode_limit, attack_mode, self.scale_features, self.privileged_obs
+            map_name,
+            self.episode_limit,
+            attack_mode,
+            self.scale_features,
+            self.privileged_obs,
+            self.sight_range,
         )
         self.spec = self._sim.spec
         self.jaxmarl_env = self._sim.env
