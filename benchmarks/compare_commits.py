@@ -11,6 +11,7 @@ ratio new / base of the medians, with each round's ratio beside it.
     python benchmarks/compare_commits.py BASE NEW [--bench train|smax] [--rounds 3] \
         [-- extra arguments for the benchmark]
     python benchmarks/compare_commits.py 55d5ebf HEAD --bench train -- --iterations 5
+    python benchmarks/compare_commits.py 55d5ebf HEAD --bench smax --paired --rounds 4 -- --maps 3m
 
 Both commits run the benchmark script of the working tree (it uses only the public
 ``resolve`` and ``Experiment``), with ``PYTHONPATH`` pointing at the commit's ``src``.
@@ -40,16 +41,20 @@ def git(*args: str) -> str:
     ).stdout.strip()
 
 
-def run_once(script: Path, tree: Path, extra: list[str], out: Path) -> dict[str, float]:
-    """One benchmark run from ``tree``'s code: "algo wall" / "algo cpu" -> env steps/s
-    per second of wall-clock time / of the benchmark process's CPU time."""
+def start(script: Path, tree: Path, extra: list[str], out: Path, cpu: int | None):
+    """Starts one benchmark run from ``tree``'s code, pinned to ``cpu`` if given."""
     env = {**os.environ, "PYTHONPATH": str(tree / "src"), "OMP_NUM_THREADS": "1"}
-    subprocess.run(
+    return subprocess.Popen(
         [sys.executable, str(script), *extra, "--json", str(out)],
         env=env,
-        check=True,
         stdout=subprocess.DEVNULL,
+        preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
     )
+
+
+def read_rates(out: Path) -> dict[str, float]:
+    """A finished run's "algo wall" / "algo cpu" -> env steps/s per second of
+    wall-clock time / of the benchmark process's CPU time."""
     rates = {}
     for r in json.loads(out.read_text())["results"]:
         rates[f"{r['algo']} wall"] = r["env_steps_per_s"]
@@ -68,11 +73,17 @@ def main() -> None:
     p.add_argument("new", help="the commit measured against it")
     p.add_argument("--bench", choices=sorted(BENCHES), default="train")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--paired", action="store_true", help="run both commits at once, one per pinned CPU"
+    )
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     args = p.parse_args(argv[:cut])
     args.extra = argv[cut + 1 :]  # the benchmark's own arguments
     refs = {"base": git("rev-parse", args.base), "new": git("rev-parse", args.new)}
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.paired and len(cpus) < 2:
+        p.error("--paired needs two CPUs; this process may use only one")
     rates: dict[str, list[dict[str, float]]] = {"base": [], "new": []}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {}
@@ -82,9 +93,20 @@ def main() -> None:
         try:
             for i in range(args.rounds):
                 order = ("base", "new") if i % 2 == 0 else ("new", "base")
+                outs = {name: Path(tmp) / f"{name}-{i}.json" for name in order}
+                if args.paired:  # at once, the CPUs swapped every round
+                    procs = [
+                        start(BENCHES[args.bench], trees[name], args.extra, outs[name], cpu)
+                        for name, cpu in zip(order, cpus[:2], strict=True)
+                    ]
+                    if any(proc.wait() for proc in procs):
+                        raise SystemExit("a benchmark run failed")
                 for name in order:
-                    out = Path(tmp) / f"{name}-{i}.json"
-                    rates[name].append(run_once(BENCHES[args.bench], trees[name], args.extra, out))
+                    if not args.paired:
+                        proc = start(BENCHES[args.bench], trees[name], args.extra, outs[name], None)
+                        if proc.wait():
+                            raise SystemExit(f"the {name} benchmark run failed")
+                    rates[name].append(read_rates(outs[name]))
                     print(f"round {i + 1}/{args.rounds} {name}: {rates[name][-1]}", flush=True)
         finally:
             for tree in trees.values():
