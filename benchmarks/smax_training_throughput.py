@@ -16,7 +16,10 @@ time-out (about 1 in 200 under random play on 3m) makes every early update sever
 dearer, so a one-seed figure says more about that seed's battles than about the code
 (two commits whose exploration streams differ draw different battles). The rate reported
 is the pooled one, all seeds' env steps over all seeds' time, and each seed's longest
-battle in the buffer is printed beside its own rate. Needs the `smax` extra.
+battle in the buffer is printed beside its own rate. To compare code alone, take the
+battles' length out of it: ``--set env.episode_limit=30`` cuts every battle at 30 steps,
+about as long as random battles run on 3m, so that almost every batch is 30 steps long
+on either side. Needs the `smax` extra.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="per seed")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides on top"
+    )
     p.add_argument("--json", type=Path, help="also write the rates here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -70,7 +76,9 @@ def main() -> None:
                 steps = wall = cpu = 0.0
                 per_seed = []
                 for seed in args.seeds:
-                    cfg = resolve("smax", algo, map_name, [*overrides, f"seed={seed}"], t_max=10**9)
+                    cfg = resolve(
+                        "smax", algo, map_name, [*overrides, *args.set, f"seed={seed}"], t_max=10**9
+                    )
                     folder = Path(tmp) / f"{map_name}-{algo}-{seed}"
                     n, w, c, longest = measure(cfg, folder, args.seconds)
                     steps, wall, cpu = steps + n, wall + w, cpu + c
