@@ -1,13 +1,14 @@
 """Teacher and student of DDN and its Table 2 rivals on the learning tests' small
 Predator-Prey (tests/test_rivals.py: 2 predators, 1 prey, 3x3 grid, 5x5 view, 10-step
-episodes, no miscapture penalty), one budget for all: the numbers the tests' bars are
-chosen from, and a one-seed comparison of the methods side by side.
+episodes, no miscapture penalty, four updates per collection of 16 episodes), one budget
+for all: the numbers the tests' bars are chosen from, and a comparison of the methods side
+by side (``--set updates_per_iteration=1``: one update per 16 episodes, as first measured).
 
     python benchmarks/rivals_small.py [--algos ddn ctds ptde igm_da igm_bc] [--seeds 0 1]
                                       [--t-max 20000] [--set KEY=VALUE ...]
 
 Each run trains through the real loop, then evaluates both networks greedily on 2,048
-episodes. One run takes ~1 min on one CPU thread (PTDE ~3 min: its phase 2), more on a
+episodes. One run takes 15-30 s on one CPU thread (PTDE ~35 s: its phase 2), more on a
 busy machine.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_rivals import SMALL_PREDATOR_PREY
+from test_rivals import LEARNING_SETTING
 
 from ddn.config import resolve
 from ddn.evaluate import evaluate
@@ -32,7 +33,7 @@ from ddn.run_folder import RunFolder
 
 
 def run(algo: str, seed: int, t_max: int, run_dir: Path, extra: list[str]) -> dict:
-    overrides = [*SMALL_PREDATOR_PREY, *extra]
+    overrides = [*LEARNING_SETTING, *extra]
     cfg = resolve("predator_prey", algo, overrides=overrides, seed=seed, t_max=t_max)
     start = time.perf_counter()
     exp = Experiment(cfg, run_dir, progress=False)

@@ -508,9 +508,16 @@ SMALL_PREDATOR_PREY = [
 ]  # fmt: skip
 
 
+# The learning tests train on that task with four updates per collection of 16 episodes
+# (PyMARL's and the paper's rate is one update per episode): at one update per 16 the
+# students, trained by their teachers' updates alone, had had ~125 steps by 20k env steps
+# and trailed (CTDS 0.69-0.73 of its teacher, IGM-DA 0.49-0.71).
+LEARNING_SETTING = [*SMALL_PREDATOR_PREY, "updates_per_iteration=4"]
+
+
 def _final_returns(algo: str, seed: int, run_dir) -> dict[str, float]:
     """20k steps; then the teacher's and the student's greedy returns on 2,048 episodes."""
-    cfg = resolve("predator_prey", algo, overrides=SMALL_PREDATOR_PREY, seed=seed, t_max=20_000)
+    cfg = resolve("predator_prey", algo, overrides=LEARNING_SETTING, seed=seed, t_max=20_000)
     exp = Experiment(cfg, run_dir, progress=False)
     exp.run()
     policies = exp.learner.evaluation_policies()
@@ -520,23 +527,18 @@ def _final_returns(algo: str, seed: int, run_dir) -> dict[str, float]:
     }
 
 
-# (algorithm, seed, the student's least share of its teacher's return). Measured on
-# seeds 0 and 1 with the run's separate random streams (ddn/rng.py; teacher / student):
-# CTDS 5.61 / 3.86 (0.69) and 6.11 / 4.44 (0.73); PTDE 6.94 / 5.89 (0.85) and
-# 4.36 / 3.87 (0.89); IGM-DA DAgger 5.34 / 3.78 (0.71) and 6.04 / 2.96 (0.49), BC
-# 6.56 / 4.26 (0.65) and 6.01 / 3.87 (0.64). At this budget the 80% bar holds for PTDE
-# only; CTDS's student keeps 70% of its teacher's return, IGM-DA's learner 45% (it learns
-# from the expert alone, well above always-catching).
+# The student's share of its teacher's greedy return, seeds 0-5 (benchmarks/rivals_small.py,
+# docs/rivals.md): CTDS 0.91 0.99 1.00 0.94 0.97 1.00; IGM-DA DAgger 1.08 0.65 0.97 1.06
+# 0.94 1.13; BC 1.38 1.15 1.02 0.97 0.91 1.15; PTDE (seeds 0-3) 0.96 0.84 0.54 0.96, where
+# seed 2's teacher itself scored only 4.27. So >= 80% holds on 20 of 22 seeds; seed 0,
+# tested, passes for each method (0.91, 1.08, 1.38, 0.96).
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("algo", "seed", "share"),
-    [("ctds", 1, 0.7), ("ptde", 0, 0.8), ("igm_da", 0, 0.45), ("igm_bc", 0, 0.45)],
-)
-def test_the_student_follows_its_teacher(algo, seed, share, tmp_path):
-    final = _final_returns(algo, seed, tmp_path)
+@pytest.mark.parametrize("algo", ["ctds", "ptde", "igm_da", "igm_bc"])
+def test_the_student_follows_its_teacher(algo, tmp_path):
+    final = _final_returns(algo, 0, tmp_path)
     assert final["test"] >= 4.0, final  # the teacher learned to capture
     assert final["test_student"] >= 2.5, final  # so did the student, from the teacher alone
-    assert final["test_student"] >= share * final["test"], final
+    assert final["test_student"] >= 0.8 * final["test"], final
     if algo == "ptde":  # phase 2 cut the distillation error on held-out rows >= 10x
         (m,) = [e for e in read_metrics(tmp_path / "metrics.jsonl") if "ptde/dataset_rows" in e]
         assert m["ptde/distill_error_final"] <= 0.1 * m["ptde/distill_error_initial"], m
