@@ -52,6 +52,9 @@ EXP = [
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 RIVAL_ALGORITHMS = ("ctds", "ctds_vdn", "ctds_qplex", "ptde", "igm_da", "igm_bc")
+# The same learners on the other mixers their own code has (resumed in the slow tier only
+# through the names above).
+OTHER_MIXERS = ("ptde_vdn", "igm_da_qplex", "igm_bc_qplex")
 
 
 def tiny_cfg(algo: str, *extra: str):
@@ -162,7 +165,9 @@ def moved(learner, before) -> dict[str, float]:
     }
 
 
-@pytest.mark.parametrize("algo", ["ctds", "ctds_vdn", "ctds_qplex", "igm_da", "igm_bc"])
+@pytest.mark.parametrize(
+    "algo", ["ctds", "ctds_vdn", "ctds_qplex", "igm_da", "igm_bc", "igm_da_qplex", "igm_bc_qplex"]
+)
 def test_td_step_moves_only_the_teacher_and_the_student_step_only_the_student(algo):
     learner, batch, _ = setup(algo)
     learner.train(batch, episode=1)  # optimiser moments exist: every step moves what it sees
@@ -233,7 +238,7 @@ def _student(learner):
     return learner.evaluation_policies()["test_student"]
 
 
-@pytest.mark.parametrize("algo", RIVAL_ALGORITHMS)
+@pytest.mark.parametrize("algo", RIVAL_ALGORITHMS + OTHER_MIXERS)
 def test_students_never_read_the_state_and_teachers_do(algo):
     learner, batch, env = setup(algo)
     if isinstance(learner, PTDELearner):
@@ -329,8 +334,9 @@ def test_dagger_acts_with_the_learner_and_bc_with_the_expert():
     assert ctds.acting_network is ctds.teacher
 
 
-def test_dagger_bootstraps_the_expert_on_the_learners_greedy_actions():
-    learner, batch, _ = setup("igm_da")
+@pytest.mark.parametrize("mixer", ["", "_qplex"])
+def test_dagger_bootstraps_the_expert_on_the_learners_greedy_actions(mixer):
+    learner, batch, _ = setup(f"igm_da{mixer}")
     seen = {}
     td_update = learner.td.td_update
 
@@ -345,7 +351,7 @@ def test_dagger_bootstraps_the_expert_on_the_learners_greedy_actions():
         expected = q.masked_fill(~avail, float("-inf")).argmax(dim=-1)
     learner.train(batch, episode=1)
     assert torch.equal(seen["next"], expected)
-    bc, batch, _ = setup("igm_bc")
+    bc, batch, _ = setup(f"igm_bc{mixer}")
     bc_update = bc.td.td_update
 
     def spy_bc(batch, episode, reward=None, inputs=None, next_actions=None):
@@ -477,10 +483,13 @@ def test_exported_student_acts_like_the_trained_one(algo, tmp_path):
 
 
 def test_rivals_are_registered_with_a_teacher_and_a_student():
-    for algo in RIVAL_ALGORITHMS:
+    for algo in RIVAL_ALGORITHMS + OTHER_MIXERS:
         entry = get_algorithm(algo)
         assert entry.has_student and entry.base in ("qmix", "vdn", "qplex"), algo
     assert get_algorithm("ctds_vdn").label == "CTDS (VDN)"
+    assert get_algorithm("igm_bc_qplex").label == "IGM-DA (BC, QPLEX)"
+    for algo, base in [("ptde_vdn", "vdn"), ("igm_da_qplex", "qplex"), ("igm_bc_qplex", "qplex")]:
+        assert get_algorithm(algo).mixer is get_algorithm(base).mixer, algo
     assert tiny_cfg("ptde").ptde_z_dim == 8 and tiny_cfg("igm_da").igm_learner_avail
 
 

@@ -313,24 +313,22 @@ for _name, _base in (("ctds_vdn", "vdn"), ("ctds_qplex", "qplex")):
     _method = get_algorithm(_base)
     register(rival_on(_method, _name, f"CTDS ({_method.label})", f"{_CTDS}, on {_method.label}",
                       CTDSLearner, (TeacherObsConfig,), "ctds"))  # fmt: skip
-register(
-    rival_on(
-        get_algorithm("qmix"), "ptde", "PTDE",
-        "GIP teacher on the state, its z distilled offline into a local MLP after the "
-        "budget", PTDELearner, (PTDEConfig,), "ptde",
-    )
-)  # fmt: skip
-register(
-    rival_on(
-        get_algorithm("qmix"), "igm_da", "IGM-DA (DAgger)",
-        "an expert on more information, a local learner imitating it (DAgger)",
-        IGMDALearner, (TeacherObsConfig, IGMDAConfig), "igm",
-    )
-)  # fmt: skip
-register(
-    rival_on(
-        get_algorithm("qmix"), "igm_bc", "IGM-DA (BC)",
-        "an expert on more information, a local learner imitating it (behaviour cloning)",
-        IGMDALearner, (TeacherObsConfig, IGMDAConfig), "igm",
-    )
-)  # fmt: skip
+_PTDE = (
+    "GIP teacher on the state, its z distilled offline into a local MLP after the budget"
+)
+register(rival_on(get_algorithm("qmix"), "ptde", "PTDE", _PTDE, PTDELearner, (PTDEConfig,),
+                  "ptde"))  # fmt: skip
+# PTDE's code has a VDN version (gire_z_vdn), IGM-DA's a QPLEX one (qplex_HDA).
+_vdn = get_algorithm("vdn")
+register(rival_on(_vdn, "ptde_vdn", "PTDE (VDN)", f"{_PTDE}, on VDN", PTDELearner,
+                  (PTDEConfig,), "ptde"))  # fmt: skip
+_IGM = "an expert on more information, a local learner imitating it"
+for _suffix, _base in (("", "qmix"), ("_qplex", "qplex")):
+    _method = get_algorithm(_base)
+    _on = f", {_method.label}" if _suffix else ""
+    register(rival_on(_method, f"igm_da{_suffix}", f"IGM-DA (DAgger{_on})",
+                      f"{_IGM} (DAgger){_on and ', on ' + _method.label}", IGMDALearner,
+                      (TeacherObsConfig, IGMDAConfig), "igm"))  # fmt: skip
+    register(rival_on(_method, f"igm_bc{_suffix}", f"IGM-DA (BC{_on})",
+                      f"{_IGM} (behaviour cloning){_on and ', on ' + _method.label}",
+                      IGMDALearner, (TeacherObsConfig, IGMDAConfig), "igm"))  # fmt: skip

@@ -75,7 +75,7 @@ def build_learner_network(cfg: Config, spec: EnvSpec) -> AgentQNetwork:
 class IGMDALearner:
     def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.dagger = cfg.algo == "igm_da"
+        self.dagger = cfg.algo.startswith("igm_da")  # igm_da, igm_da_qplex
         self.expert = build_privileged_teacher(cfg, spec)
         self.td = VDLearner(cfg, spec, device, agent=self.expert)
         self.learner = build_learner_network(cfg, spec).to(device)
