@@ -313,9 +313,7 @@ for _name, _base in (("ctds_vdn", "vdn"), ("ctds_qplex", "qplex")):
     _method = get_algorithm(_base)
     register(rival_on(_method, _name, f"CTDS ({_method.label})", f"{_CTDS}, on {_method.label}",
                       CTDSLearner, (TeacherObsConfig,), "ctds"))  # fmt: skip
-_PTDE = (
-    "GIP teacher on the state, its z distilled offline into a local MLP after the budget"
-)
+_PTDE = "GIP teacher on the state, its z distilled offline into a local MLP after the budget"
 register(rival_on(get_algorithm("qmix"), "ptde", "PTDE", _PTDE, PTDELearner, (PTDEConfig,),
                   "ptde"))  # fmt: skip
 # PTDE's code has a VDN version (gire_z_vdn), IGM-DA's a QPLEX one (qplex_HDA).
