@@ -215,7 +215,7 @@ def test_report_tables_1_and_2(runs, tmp_path):
     mean, std, n = cells[("table1", "matrix", "VDN", "", "+DDN (GGN)")]
     assert (mean, n) == (pytest.approx(0.9), 2)
     assert std == pytest.approx(np.std([0.8, 1.0], ddof=1))
-    assert cells[("table2", "matrix", "VDN_DDN", "", "LPN")][0] == pytest.approx(0.75)
+    assert cells[("table2", "matrix", "VDN_DDN", "", "student (LPN)")][0] == pytest.approx(0.75)
     rate = cells[("table2", "matrix", "VDN_DDN", "", "transfer rate")]
     assert rate[0] == pytest.approx((0.6 / 0.8 + 0.9 / 1.0) / 2) and rate[2] == 2
     md = report.markdown()
@@ -248,8 +248,8 @@ def test_report_ablation_tables_and_last_event_fallback(tmp_path):
     assert "Table 1" in report.skipped
     assert any("unfinished" in note for note in report.notes)
     cells = _cells(report)
-    assert cells[("table2", "matrix", "DDN", "", "GGN")][:1] == (pytest.approx(0.8),)
-    assert cells[("table2", "matrix", "DDN", "", "GGN")][2] == 2
+    assert cells[("table2", "matrix", "DDN", "", "teacher (GGN)")][:1] == (pytest.approx(0.8),)
+    assert cells[("table2", "matrix", "DDN", "", "teacher (GGN)")][2] == 2
     assert cells[("table3", "matrix", "DDN", "state=personalized", "GGN")][0] == pytest.approx(0.8)
     assert cells[("table3", "matrix", "DDN", "state=raw", "LPN")][0] == pytest.approx(0.4)
     assert cells[("table4", "matrix", "DDN", "L_B=✗ L_Q=✓ L_F=✓", "LPN")][0] == pytest.approx(0.3)
@@ -296,8 +296,8 @@ def test_report_table2_has_the_rivals_rows_after_ddns(tmp_path):
         "DDN", "CTDS", "CTDS (VDN)", "PTDE", "IGM-DA (DAgger)", "IGM-DA (BC)",
     ]  # fmt: skip
     cells = _cells(report)
-    assert cells[("table2", "matrix", "CTDS", "", "GGN")][0] == pytest.approx(0.6)
-    assert cells[("table2", "matrix", "CTDS", "", "LPN")][0] == pytest.approx(0.4)
+    assert cells[("table2", "matrix", "CTDS", "", "teacher (GGN)")][0] == pytest.approx(0.6)
+    assert cells[("table2", "matrix", "CTDS", "", "student (LPN)")][0] == pytest.approx(0.4)
     rate = cells[("table2", "matrix", "CTDS", "", "transfer rate")]
     assert rate[0] == pytest.approx((0.5 + 0.9) / 2) and rate[2] == 2
-    assert cells[("table2", "matrix", "IGM-DA (BC)", "", "LPN")][0] == pytest.approx(0.1)
+    assert cells[("table2", "matrix", "IGM-DA (BC)", "", "student (LPN)")][0] == pytest.approx(0.1)

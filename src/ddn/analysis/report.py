@@ -254,14 +254,14 @@ def _table2(sc: _Scenarios) -> Table | str:
         return "needs DDN (or rival) runs with default switches"
     return Table(
         "table2",
-        f"Table 2: GGN / LPN ({sc.header_metric(names)}; the rivals' teacher / student) "
-        "and transfer rate LPN / GGN",
-        ["scenario", "algorithm", "GGN", "LPN", "transfer rate"],
+        f"Table 2: teacher / student ({sc.header_metric(names)}; DDN's GGN / LPN) "
+        "and transfer rate student / teacher",
+        ["scenario", "algorithm", "teacher (GGN)", "student (LPN)", "transfer rate"],
         2,
         rows,
         sc.digits(names),
-        note="Transfer rate: mean over seeds of each run's LPN / GGN (seeds where the GGN "
-        "scores 0 have none).",
+        note="Transfer rate: mean over seeds of each run's student / teacher (seeds where "
+        "the teacher scores 0 have none).",
     )
 
 
