@@ -192,6 +192,16 @@ def test_flat_round_trip(tmp_path):
     assert config.differing_keys({**flat, "w_q": 1.0}, cfg) == ["w_q"]
 
 
+def test_an_algorithm_on_a_base_takes_the_base_methods_preset_then_its_own():
+    # qtran.yaml widens QTRAN's joint network; DDN on QTRAN trains its teacher with it.
+    assert resolve("matrix", "qtran").mixing_embed_dim == 64
+    assert resolve("matrix", "ddn_qtran").mixing_embed_dim == 64
+    assert (
+        resolve("matrix", "ddn_qmix").mixing_embed_dim == resolve("matrix", "qmix").mixing_embed_dim
+    )
+    assert resolve("matrix", "ddn_qtran", overrides=["mixing_embed_dim=8"]).mixing_embed_dim == 8
+
+
 def test_a_flat_config_written_before_sections_still_loads():
     path = REPO / "tests" / "data" / "config_flat_before_sections.yaml"
     saved = config.load_yaml_mapping(path)

@@ -511,10 +511,15 @@ def resolve(
     map_file = presets / "maps" / env_name / f"{map_name}.yaml"
     if map_name is not None and map_file.exists():
         values = _merge(values, load_yaml_mapping(map_file))
-    # Where a registered algorithm's settings differ from its sections' defaults.
-    alg_file = presets / "algs" / f"{algo}.yaml"
-    if alg_file.exists():
-        values = _merge(values, load_yaml_mapping(alg_file))
+    # Where a registered algorithm's settings differ from its sections' defaults: its
+    # base method's first (ddn_qtran's teacher trains with qtran.yaml's joint network).
+    from ddn.algorithms import algorithm_names, get_algorithm
+
+    base = get_algorithm(algo).base_method if algo in algorithm_names() else algo
+    for name in dict.fromkeys((base, algo)):
+        alg_file = presets / "algs" / f"{name}.yaml"
+        if alg_file.exists():
+            values = _merge(values, load_yaml_mapping(alg_file))
     values = _merge(values, {"env_name": env_name, "algo": algo, "map_name": map_name})
     values = _merge(values, {k: v for k, v in explicit.items() if v is not None})
     for item in overrides:
