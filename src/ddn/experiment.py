@@ -598,7 +598,10 @@ class Experiment:
             return
         horizon = sum(cfg.gamma**k for k in range(self.spec.episode_limit))
         bound = cfg.runaway_q_factor * r_max * horizon
-        for key in ("train/q_taken_mean", "train/target_mean", "train/q_teacher_mean"):
+        # Every logged mean Q-value or target: train/q_<what>_mean by convention (the
+        # learners': q_taken, DDN's q_teacher and q_student) and train/target_mean.
+        keys = [k for k in metrics if k.startswith("train/q_") and k.endswith("_mean")]
+        for key in [*keys, "train/target_mean"]:
             value = metrics.get(key)
             if value is not None and abs(value) > bound:
                 message = (
