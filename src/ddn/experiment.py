@@ -111,8 +111,10 @@ def default_run_dir(cfg: Config, root: str | Path = "runs") -> Path:
 def make_env(cfg: Config, num_envs: int, seed: int, device: torch.device) -> VecEnv:
     """The run's environment; ``--map`` reaches environments with a ``map_name`` parameter."""
     params = dict(cfg.env)
+    auto = getattr(get_algorithm(cfg.algo).learner, "privileged_obs_by_default", None)
     if (
-        teacher_reads_privileged_obs(cfg)
+        auto is not None
+        and teacher_reads_privileged_obs(cfg, auto)
         and "privileged_obs" in get_entry(cfg.env_name).params()
         and "privileged_obs" not in params
     ):  # CTDS's teacher: unlimited sight where the environment can produce it

@@ -60,22 +60,19 @@ def ctds_loss(
     return (sq * m).sum() / m.sum().clamp(min=1.0)
 
 
-def teacher_reads_privileged_obs(cfg: Config) -> bool:
-    """Whether the teacher reads the env's privileged observation (``teacher_obs``;
-    auto: CTDS's teacher does where the env can produce one, IGM-DA's expert does not)."""
-    if cfg.algo.startswith("ctds"):
-        return cfg.teacher_obs in ("auto", "privileged")
-    if cfg.algo.startswith("igm"):
-        return cfg.teacher_obs == "privileged"
-    return False
+def teacher_reads_privileged_obs(cfg: Config, auto: bool) -> bool:
+    """Whether the teacher reads the env's privileged observation: ``teacher_obs``, where
+    ``auto`` is the method's own choice (CTDS's teacher: yes, IGM-DA's expert: no; each
+    learner's ``privileged_obs_by_default``)."""
+    return cfg.teacher_obs == "privileged" or (cfg.teacher_obs == "auto" and auto)
 
 
-def build_privileged_teacher(cfg: Config, spec: EnvSpec) -> nn.Module:
+def build_privileged_teacher(cfg: Config, spec: EnvSpec, auto: bool) -> nn.Module:
     """The teacher of CTDS or IGM-DA: on the env's privileged observation (CTDS's
     unlimited sight, see :func:`teacher_reads_privileged_obs`) where there is one, else
     on [s, o_i, u_i^{t-1}, id_i], the GGN without its fusion block (IGM-DA's "expert
     with global state", and CTDS's where the env has no privileged observation)."""
-    if teacher_reads_privileged_obs(cfg) and spec.privileged_obs_dim > 0:
+    if teacher_reads_privileged_obs(cfg, auto) and spec.privileged_obs_dim > 0:
         return PrivilegedObsAgent(
             spec.privileged_obs_dim, spec.n_agents, spec.n_actions, cfg.rnn_hidden_dim,
             cfg.obs_last_action, cfg.obs_agent_id,
@@ -83,7 +80,7 @@ def build_privileged_teacher(cfg: Config, spec: EnvSpec) -> nn.Module:
     if cfg.teacher_obs == "privileged":
         raise ConfigError(
             f"teacher_obs=privileged: environment {cfg.env_name!r} produces no privileged "
-            "observation (predator_prey does); use teacher_obs=state or auto"
+            "observation (predator_prey and smax do); use teacher_obs=state or auto"
         )
     return GuidingNetwork(
         spec.obs_dim, spec.state_dim, spec.n_agents, spec.n_actions, cfg.rnn_hidden_dim,
@@ -99,9 +96,12 @@ def build_local_agent(cfg: Config, spec: EnvSpec) -> AgentQNetwork:
 
 
 class CTDSLearner:
+    # teacher_obs=auto: the teacher sees with unlimited sight where the env can produce it.
+    privileged_obs_by_default = True
+
     def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.teacher = build_privileged_teacher(cfg, spec)
+        self.teacher = build_privileged_teacher(cfg, spec, self.privileged_obs_by_default)
         self.td = VDLearner(cfg, spec, device, agent=self.teacher)
         self.student = build_local_agent(cfg, spec).to(device)
         self.student_optimizer = make_optimizer(cfg, list(self.student.parameters()))

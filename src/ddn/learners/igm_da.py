@@ -73,10 +73,13 @@ def build_learner_network(cfg: Config, spec: EnvSpec) -> AgentQNetwork:
 
 
 class IGMDALearner:
+    # teacher_obs=auto: the "expert with global state" reads [s, o_i].
+    privileged_obs_by_default = False
+
     def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.dagger = cfg.algo.startswith("igm_da")  # igm_da, igm_da_qplex
-        self.expert = build_privileged_teacher(cfg, spec)
+        self.expert = build_privileged_teacher(cfg, spec, self.privileged_obs_by_default)
         self.td = VDLearner(cfg, spec, device, agent=self.expert)
         self.learner = build_learner_network(cfg, spec).to(device)
         self.learner_optimizer = make_optimizer(cfg, list(self.learner.parameters()))
