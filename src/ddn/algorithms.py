@@ -323,10 +323,8 @@ register(rival_on(_vdn, "ptde_vdn", "PTDE (VDN)", f"{_PTDE}, on VDN", PTDELearne
 _IGM = "an expert on more information, a local learner imitating it"
 for _suffix, _base in (("", "qmix"), ("_qplex", "qplex")):
     _method = get_algorithm(_base)
-    _on = f", {_method.label}" if _suffix else ""
-    register(rival_on(_method, f"igm_da{_suffix}", f"IGM-DA (DAgger{_on})",
-                      f"{_IGM} (DAgger){_on and ', on ' + _method.label}", IGMDALearner,
-                      (TeacherObsConfig, IGMDAConfig), "igm"))  # fmt: skip
-    register(rival_on(_method, f"igm_bc{_suffix}", f"IGM-DA (BC{_on})",
-                      f"{_IGM} (behaviour cloning){_on and ', on ' + _method.label}",
-                      IGMDALearner, (TeacherObsConfig, IGMDAConfig), "igm"))  # fmt: skip
+    _label, _on = (f", {_method.label}", f", on {_method.label}") if _suffix else ("", "")
+    for _kind, _variant, _how in (("da", "DAgger", "DAgger"), ("bc", "BC", "behaviour cloning")):
+        register(rival_on(_method, f"igm_{_kind}{_suffix}", f"IGM-DA ({_variant}{_label})",
+                          f"{_IGM} ({_how}){_on}", IGMDALearner,
+                          (TeacherObsConfig, IGMDAConfig), "igm"))  # fmt: skip
