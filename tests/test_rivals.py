@@ -24,7 +24,7 @@ from ddn.deploy import export_student, load_student
 from ddn.envs import make
 from ddn.evaluate import evaluate
 from ddn.experiment import Experiment, build_learner, make_env
-from ddn.learners import CTDSLearner, IGMDALearner, PTDELearner
+from ddn.learners import CTDSLearner, IGMBCLearner, IGMDALearner, PTDELearner
 from ddn.learners.ctds import ctds_loss
 from ddn.learners.igm_da import imitation_loss
 from ddn.learners.ptde import ptde_distill_loss
@@ -496,7 +496,9 @@ def test_rivals_are_registered_with_a_teacher_and_a_student():
 def test_learner_types():
     for algo, kind in [
         ("ctds_qplex", CTDSLearner),
-        ("igm_bc", IGMDALearner),
+        ("igm_bc", IGMBCLearner),
+        ("igm_bc_qplex", IGMBCLearner),
+        ("igm_da_qplex", IGMDALearner),
         ("ptde", PTDELearner),
     ]:
         learner, _, _ = setup(algo)

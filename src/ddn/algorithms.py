@@ -32,7 +32,7 @@ from ddn.envs import EnvSpec
 from ddn.learners.base import STUDENT_PREFIX, TEACHER_PREFIX, Learner
 from ddn.learners.ctds import CTDSLearner, TeacherObsConfig
 from ddn.learners.ddn import DDNLearner
-from ddn.learners.igm_da import IGMDAConfig, IGMDALearner
+from ddn.learners.igm_da import IGMBCLearner, IGMDAConfig, IGMDALearner
 from ddn.learners.objectives import IndependentTD, MixerTD, QTranTD, TDObjective, WeightedQMixTD
 from ddn.learners.ptde import PTDEConfig, PTDELearner
 from ddn.learners.value_decomposition import VDLearner
@@ -324,7 +324,10 @@ _IGM = "an expert on more information, a local learner imitating it"
 for _suffix, _base in (("", "qmix"), ("_qplex", "qplex")):
     _method = get_algorithm(_base)
     _label, _on = (f", {_method.label}", f", on {_method.label}") if _suffix else ("", "")
-    for _kind, _variant, _how in (("da", "DAgger", "DAgger"), ("bc", "BC", "behaviour cloning")):
+    for _kind, _variant, _how, _learner in (
+        ("da", "DAgger", "DAgger", IGMDALearner),
+        ("bc", "BC", "behaviour cloning", IGMBCLearner),
+    ):
         register(rival_on(_method, f"igm_{_kind}{_suffix}", f"IGM-DA ({_variant}{_label})",
-                          f"{_IGM} ({_how}){_on}", IGMDALearner,
+                          f"{_IGM} ({_how}){_on}", _learner,
                           (TeacherObsConfig, IGMDAConfig), "igm"))  # fmt: skip

@@ -73,12 +73,15 @@ def build_learner_network(cfg: Config, spec: EnvSpec) -> AgentQNetwork:
 
 
 class IGMDALearner:
+    """IGM-DA with DAgger (``igm_da``, ``igm_da_qplex``); :class:`IGMBCLearner` is its
+    behaviour-cloning variant."""
+
     # teacher_obs=auto: the "expert with global state" reads [s, o_i].
     privileged_obs_by_default = False
+    dagger = True  # the learner acts; the expert bootstraps on the learner's actions
 
     def __init__(self, cfg: Config, spec: EnvSpec, device: torch.device):
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.dagger = cfg.algo.startswith("igm_da")  # igm_da, igm_da_qplex
         self.expert = build_privileged_teacher(cfg, spec, self.privileged_obs_by_default)
         self.td = VDLearner(cfg, spec, device, agent=self.expert)
         self.learner = build_learner_network(cfg, spec).to(device)
@@ -135,3 +138,10 @@ class IGMDALearner:
 
     def policy_state_dict(self) -> dict:
         return {"teacher": self.expert.state_dict(), "student": self.learner.state_dict()}
+
+
+class IGMBCLearner(IGMDALearner):
+    """IGM-DA with behaviour cloning (``igm_bc``, ``igm_bc_qplex``): the expert acts and
+    bootstraps on its own greedy actions."""
+
+    dagger = False
