@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install demo test test-fast lint layers bench clean
+.PHONY: install demo test test-fast lint layers bench results clean
 
 # torch is installed first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -46,6 +46,16 @@ layers: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/env_throughput.py
+
+# docs/results.md's tables and figures, regenerated from the committed run records alone:
+# per experiment results/<name>/, the tables docs/results/<name>.md (and .csv) and the
+# learning curves docs/images/results/<name>.png (mean and 95% CI over seeds).
+results: $(STAMP)
+	for dir in results/*/; do \
+	  name=$$(basename $$dir); \
+	  $(VENV)/bin/ddn report $$dir --out docs/results/$$name || exit 1; \
+	  $(VENV)/bin/ddn plot $$dir --band ci --out docs/images/results/$$name || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) demo runs

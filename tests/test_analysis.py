@@ -174,6 +174,33 @@ def test_variants_get_their_own_lines(tmp_path):
     assert len(labels) == 4
 
 
+def test_one_change_at_a_time_variants_name_only_their_change(tmp_path):
+    """A sweep's variants each change one setting from the defaults: with several keys
+    varying, each run names only where it differs from the group's reference (each key's
+    most common value, ties to ddn's default), and the reference run is unlabelled."""
+    tests = [(0, 0.0), (10, 0.5)]
+    for seed in range(2):
+        write_run(tmp_path, f"default{seed}", "ddn", seed, tests, student=[0, 0.5])
+    write_run(tmp_path, "h16", "ddn", 0, tests, student=[0, 0.5], fusion_hypernet_dim=16)
+    write_run(
+        tmp_path, "literal", "ddn", 0, tests, student=[0, 0.5], idm_coef=1.0,
+        idm_normalize=False,
+    )  # fmt: skip
+    labels = {r.path.name: label for r, label in zip_labels(find_runs([tmp_path]))}
+    assert labels == {
+        "default0": "",
+        "default1": "",
+        "h16": "fusion_hypernet_dim=16",
+        "literal": "idm_coef=1.0, idm_normalize=False",
+    }
+    # A tie between two values goes to ddn's default as the reference.
+    tied = tmp_path / "tied"
+    write_run(tied, "a", "qmix", 0, tests, gamma=0.9, batch_size=16)
+    write_run(tied, "b", "qmix", 0, tests, gamma=0.99, batch_size=32)
+    labels = {r.path.name: label for r, label in zip_labels(find_runs([tied]))}
+    assert labels == {"a": "batch_size=16, gamma=0.9", "b": ""}
+
+
 def test_plot_writes_png_and_svg(runs, tmp_path):
     written, _, _ = plot_curves(find_runs([runs]), tmp_path / "fig" / "curves.png")
     assert [p.name for p in written] == ["curves.png", "curves.svg"]
@@ -260,6 +287,37 @@ def test_report_ablation_tables_and_last_event_fallback(tmp_path):
     md = report.markdown()
     assert "| matrix | DDN | 0.500 (n=1) | 0.400 (n=1) |" not in md  # rows carry settings
     assert "| matrix | DDN | raw | 0.500 (n=1) | 0.400 (n=1) |" in md
+
+
+def test_report_never_pools_runs_of_different_settings(tmp_path):
+    """Runs of one algorithm that differ in a key besides the ablation switches (a sweep's
+    variants) get a row each, named by that key, in Tables 1, 2 and the ablations."""
+    write_run(tmp_path, "vdn0", "vdn", 0, [(0, 0.0), (10, 0.4)])
+    for seed, win in enumerate((0.8, 1.0)):
+        write_run(tmp_path, f"d{seed}", "ddn_vdn", seed, [(0, 0.0), (10, win)], student=[0, 0.5])
+    write_run(
+        tmp_path, "wide", "ddn_vdn", 0, [(0, 0.0), (10, 0.2)], student=[0, 0.1],
+        fusion_hypernet_dim=64,
+    )  # fmt: skip
+    for name, win, personalized in (("wide_raw", 0.1, False), ("narrow_raw", 0.3, False)):
+        dim = 64 if name == "wide_raw" else 4
+        write_run(
+            tmp_path, name, "ddn_vdn", 0, [(0, 0.0), (10, win)], student=[0, 0.1],
+            fusion_hypernet_dim=dim, personalized_state=personalized,
+        )  # fmt: skip
+    cells = _cells(build_report(find_runs([tmp_path])))
+    # One key varies (the width), so both settings are named by it.
+    narrow, wide = "[fusion_hypernet_dim=4]", "[fusion_hypernet_dim=64]"
+    row = ("table1", "matrix", f"VDN vs DDN {narrow}", "", "+DDN (GGN)")
+    assert cells[row][::2] == (pytest.approx(0.9), 2)
+    row = ("table1", "matrix", f"VDN vs DDN {wide}", "", "+DDN (GGN)")
+    assert cells[row][::2] == (pytest.approx(0.2), 1)
+    assert cells[("table2", "matrix", f"VDN_DDN {narrow}", "", "teacher (GGN)")][2] == 2
+    assert cells[("table2", "matrix", f"VDN_DDN {wide}", "", "teacher (GGN)")][0] == 0.2
+    raw = ("table3", "matrix", f"VDN_DDN {wide}", "state=raw", "GGN")
+    assert cells[raw][0] == pytest.approx(0.1)
+    raw = ("table3", "matrix", f"VDN_DDN {narrow}", "state=raw", "GGN")
+    assert cells[raw][0] == pytest.approx(0.3)
 
 
 # ---------------------------------------------------------------------- CLI

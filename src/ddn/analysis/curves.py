@@ -151,24 +151,51 @@ def _flat_config(cfg: dict[str, Any]) -> dict[str, str]:
     return flat
 
 
-def variant_labels(runs: Sequence[RunRecord]) -> dict[Path, str]:
-    """Per run: ``key=value, ...`` of the config keys that differ between runs of the same
-    (env, map, algo), or "" when the runs differ only in seed. This keeps ablation
-    variants apart without needing to know how the runs were launched."""
+def variant_labels(runs: Sequence[RunRecord], ignore: Iterable[str] = ()) -> dict[Path, str]:
+    """Per run: ``key=value, ...`` of the config keys that tell it apart from the other runs
+    of its (env, map, algo), or "" when they differ only in seed. This keeps ablation
+    variants apart without needing to know how the runs were launched.
+
+    One varying key labels every run with its value (``idm_mask_prob=0.5`` beside
+    ``idm_mask_prob=0.75``). Several varying keys (a sweep's one-change-at-a-time variants)
+    would make every label list all of them, so each run then names only the keys where it
+    differs from the group's reference: each key's most common value, ties going to
+    ddn's default. The reference run itself is unlabelled, and two runs of different
+    settings never share a label (they differ in a key, so at least one of them names it).
+    ``ignore``: keys that never make a variant here (a report's ablation switches, which
+    its tables show as columns)."""
     groups: dict[tuple, list[RunRecord]] = {}
     for run in runs:
         groups.setdefault((run.panel, run.algo), []).append(run)
     # A key a run's config.yaml lacks (ddn gained it after the run) had its default value.
     defaults = _flat_config(Config().to_dict())
+    ignored = _IGNORED_KEYS | set(ignore)
     labels: dict[Path, str] = {}
     for members in groups.values():
         flats = [{**defaults, **_flat_config(r.config)} for r in members]
-        keys = sorted(set().union(*flats) - _IGNORED_KEYS)
+        keys = sorted(set().union(*flats) - ignored)
         varying = [k for k in keys if len({f.get(k) for f in flats}) > 1]
+        reference = {
+            k: _reference_value([f.get(k) for f in flats], defaults.get(k)) for k in varying
+        }
         for run, flat in zip(members, flats, strict=True):
-            parts = [f"{k}={json.loads(flat[k]) if k in flat else '-'}" for k in varying]
+            shown = varying if len(varying) == 1 else [
+                k for k in varying if flat.get(k) != reference[k]
+            ]  # fmt: skip
+            parts = [f"{k}={json.loads(flat[k]) if k in flat else '-'}" for k in shown]
             labels[run.path] = ", ".join(parts)
     return labels
+
+
+def _reference_value(values: Sequence[str | None], default: str | None) -> str | None:
+    """The most common of ``values``; among equally common ones ddn's default, else the
+    first in sorted order (so the choice never depends on the order runs were found)."""
+    counts: dict[str | None, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    top = max(counts.values())
+    tied = sorted((v for v, c in counts.items() if c == top), key=lambda v: (v is None, v or ""))
+    return default if default in tied else tied[0]
 
 
 # ---------------------------------------------------------------------- statistics
@@ -338,7 +365,8 @@ def save_figure(fig, out: str | Path) -> list[Path]:
     written = []
     for path in output_paths(out):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        # "tight" grows the canvas to whatever sticks out: long variant names in the legend.
+        fig.savefig(path, bbox_inches="tight")
         written.append(path)
     plt.close(fig)
     return written

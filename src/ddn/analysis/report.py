@@ -17,7 +17,10 @@ Which runs feed which table is read from each run's ``config.yaml``:
 - Table 5, IDM off vs mask probability mu: DDN runs differing only in ``idm`` /
   ``idm_mask_prob``.
 
-"Differing only" means the other ablation switches are at their defaults. A table is
+"Differing only" means the other ablation switches are at their defaults. Runs of one
+algorithm that also differ in any other key (a sweep's variants, e.g. a hypernetwork
+width) are never pooled into one cell: each such setting gets its own row, its algorithm
+named with the keys that set it apart (``DDN [fusion_hypernet_dim=16]``). A table is
 written only when the runs it compares exist; the others are listed as skipped, with why.
 
 After the tables comes the aggregate-statistics section (IQM and friends with bootstrap
@@ -37,7 +40,7 @@ from typing import Any
 
 from ddn.algorithms import all_algorithms, find_algorithm
 from ddn.analysis.aggregate import Options, aggregate_section
-from ddn.analysis.curves import RunRecord, algo_label, mean_std
+from ddn.analysis.curves import RunRecord, algo_label, mean_std, variant_labels
 from ddn.config import Config
 
 _DEFAULTS = Config()
@@ -187,6 +190,8 @@ class _Scenarios:
     """Runs per scenario (env/map), with the scenario's metric (win rate or return)."""
 
     def __init__(self, runs: Sequence[RunRecord], metric: str | None) -> None:
+        # The settings besides seed and the ablation switches (the tables' own columns).
+        self.variant = variant_labels(runs, ignore=SWITCHES)
         self.by: dict[str, list[RunRecord]] = {}
         for run in runs:
             self.by.setdefault(_scenario(run), []).append(run)
@@ -200,6 +205,17 @@ class _Scenarios:
 
     def digits(self, names: Sequence[str]) -> int:
         return 3 if all(self.metric[n] == "win_rate" for n in names) else 2
+
+    def settings(self, runs: Sequence[RunRecord]) -> list[tuple[str, list[RunRecord]]]:
+        """``runs`` split by setting (variant label, "" for none), in label order."""
+        by: dict[str, list[RunRecord]] = {}
+        for run in runs:
+            by.setdefault(self.variant[run.path], []).append(run)
+        return sorted(by.items())
+
+
+def _named(label: str, variant: str) -> str:
+    return f"{label} [{variant}]" if variant else label
 
 
 def _table1(sc: _Scenarios) -> Table | str:
@@ -215,11 +231,15 @@ def _table1(sc: _Scenarios) -> Table | str:
                 if _family(r.algo) == "ddn" and find_algorithm(r.algo).base == base
                 and _is_default(r)
             ]  # fmt: skip
-            if plain and ddn:
-                student = m.replace("test/", "test_student/")
-                cells = [_cell(plain, m), _cell(ddn, m), _cell(ddn, student)]
-                rows.append(([name, algo_label(base)], cells))
-                names.append(name)
+            student = m.replace("test/", "test_student/")
+            for plain_variant, plain_runs in sc.settings(plain):
+                for ddn_variant, ddn_runs in sc.settings(ddn):
+                    label = _named(algo_label(base), plain_variant)
+                    if ddn_variant:
+                        label += f" vs DDN [{ddn_variant}]"
+                    cells = [_cell(plain_runs, m), _cell(ddn_runs, m), _cell(ddn_runs, student)]
+                    rows.append(([name, label], cells))
+                    names.append(name)
     if not rows:
         return "needs runs of a base algorithm and of ddn_<base> (default switches) on one env/map"
     return Table(
@@ -241,15 +261,14 @@ def _table2(sc: _Scenarios) -> Table | str:
         # IGM-DA), each teacher / student.
         for algo in [a.name for a in all_algorithms() if a.has_student and a.name in present]:
             group = [r for r in runs if r.algo == algo and _is_default(r)]
-            if not group:
-                continue
-            cells = [
-                _cell(group, f"test/{key}"),
-                _cell(group, f"test_student/{key}"),
-                _cell(group, "test/transfer_rate"),
-            ]
-            rows.append(([name, algo_label(algo)], cells))
-            names.append(name)
+            for variant, members in sc.settings(group):
+                cells = [
+                    _cell(members, f"test/{key}"),
+                    _cell(members, f"test_student/{key}"),
+                    _cell(members, "test/transfer_rate"),
+                ]
+                rows.append(([name, _named(algo_label(algo), variant)], cells))
+                names.append(name)
     if not rows:
         return "needs DDN (or rival) runs with default switches"
     return Table(
@@ -281,19 +300,21 @@ def _ablation(
         metric = sc.metric[name]
         for algo in sorted({r.algo for r in runs if _family(r.algo) == "ddn"}):
             group = [r for r in runs if r.algo == algo and _is_default(r, varied)]
-            settings: dict[tuple, list[RunRecord]] = {}
-            for run in group:
-                settings.setdefault(setting(run), []).append(run)
-            if len(settings) < 2:
-                continue
-            for value in sorted(settings, key=order):
-                members = settings[value]
-                cells = [
-                    _cell(members, f"test/{metric}"),
-                    _cell(members, f"test_student/{metric}"),
-                ]
-                rows.append(([name, algo_label(algo), *setting_labels(value)], cells))
-                names.append(name)
+            for variant, same in sc.settings(group):
+                settings: dict[tuple, list[RunRecord]] = {}
+                for run in same:
+                    settings.setdefault(setting(run), []).append(run)
+                if len(settings) < 2:
+                    continue
+                for value in sorted(settings, key=order):
+                    members = settings[value]
+                    cells = [
+                        _cell(members, f"test/{metric}"),
+                        _cell(members, f"test_student/{metric}"),
+                    ]
+                    label = _named(algo_label(algo), variant)
+                    rows.append(([name, label, *setting_labels(value)], cells))
+                    names.append(name)
     if not rows:
         return why
     return Table(
