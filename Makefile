@@ -49,13 +49,18 @@ bench: $(STAMP)
 
 # docs/results.md's tables and figures, regenerated from the committed run records alone:
 # per experiment results/<name>/, the tables docs/results/<name>.md (and .csv) and the
-# learning curves docs/images/results/<name>.png (mean and 95% CI over seeds).
+# learning curves docs/images/results/<name>.png (mean and 95% CI over seeds); an
+# experiment with no run yet is skipped. docs/results/all.md: every table over all the
+# records (Table 3's personalized row is results/table2's, its raw row results/table3's;
+# runs of different settings are never pooled).
 results: $(STAMP)
 	for dir in results/*/; do \
 	  name=$$(basename $$dir); \
+	  ls $$dir*/metrics.jsonl >/dev/null 2>&1 || continue; \
 	  $(VENV)/bin/ddn report $$dir --out docs/results/$$name || exit 1; \
 	  $(VENV)/bin/ddn plot $$dir --band ci --out docs/images/results/$$name || exit 1; \
 	done
+	$(VENV)/bin/ddn report results --out docs/results/all
 
 clean:
 	rm -rf $(VENV) demo runs

@@ -201,6 +201,17 @@ def test_one_change_at_a_time_variants_name_only_their_change(tmp_path):
     assert labels == {"a": "batch_size=16, gamma=0.9", "b": ""}
 
 
+def test_a_run_repeated_by_two_campaigns_counts_once(tmp_path):
+    """The same setting and seed in two result folders is one sample: the run that got
+    furthest is kept, with a warning naming both; another seed is a second sample."""
+    write_run(tmp_path / "a", "short", "qmix", 0, [(0, 0.0), (10, 0.5)], summary=False)
+    write_run(tmp_path / "b", "long", "qmix", 0, [(0, 0.0), (10, 0.5), (20, 0.9)])
+    write_run(tmp_path / "b", "seed1", "qmix", 1, [(0, 0.0), (10, 0.7)])
+    with pytest.warns(UserWarning, match="short repeats .*long .*counted once"):
+        found = find_runs([tmp_path / "a", tmp_path / "b"])
+    assert sorted(r.path.name for r in found) == ["long", "seed1"]
+
+
 def test_plot_writes_png_and_svg(runs, tmp_path):
     written, _, _ = plot_curves(find_runs([runs]), tmp_path / "fig" / "curves.png")
     assert [p.name for p in written] == ["curves.png", "curves.svg"]

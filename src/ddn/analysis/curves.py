@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,7 +138,37 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
             f"no run folders found (a run folder holds {CONFIG_FILE} and {METRICS_FILE}) in "
             + ", ".join(str(p) for p in paths)
         )
-    return sorted(found.values(), key=lambda r: (r.env, r.map_name or "", r.algo, r.seed))
+    runs = sorted(found.values(), key=lambda r: (r.env, r.map_name or "", r.algo, r.seed))
+    return _one_run_per_seed(runs)
+
+
+def _one_run_per_seed(runs: list[RunRecord]) -> list[RunRecord]:
+    """Drops repeats: a run of the same setting and seed as another (two campaigns that
+    both ran it) is one sample, not two, so only the one that got furthest is kept
+    (ties: the first path), with a warning naming both."""
+    defaults = _flat_config(Config().to_dict())
+    kept: dict[tuple, RunRecord] = {}
+    for run in runs:
+        flat = {**defaults, **_flat_config(run.config)}
+        key = tuple(sorted((k, v) for k, v in flat.items() if k not in _IGNORED_KEYS))
+        key += (("seed", run.seed),)
+        other = kept.get(key)
+        if other is None:
+            kept[key] = run
+            continue
+        keep, drop = (run, other) if _progress(run) > _progress(other) else (other, run)
+        kept[key] = keep
+        warnings.warn(
+            f"{drop.path} repeats {keep.path} (same setting and seed): counted once, as "
+            f"{keep.path.name}",
+            stacklevel=2,
+        )
+    chosen = {id(r) for r in kept.values()}
+    return [r for r in runs if id(r) in chosen]
+
+
+def _progress(run: RunRecord) -> float:
+    return max((float(e["t_env"]) for e in run.events if "t_env" in e), default=0.0)
 
 
 def _flat_config(cfg: dict[str, Any]) -> dict[str, str]:
