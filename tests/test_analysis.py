@@ -23,7 +23,7 @@ from ddn.analysis.curves import (
 from ddn.analysis.plot import plot_learning_curve
 from ddn.analysis.report import build_report, write_report
 from ddn.cli import main
-from ddn.config import Config
+from ddn.config import Config, ConfigError
 
 
 def write_run(
@@ -329,6 +329,24 @@ def test_report_never_pools_runs_of_different_settings(tmp_path):
     assert cells[raw][0] == pytest.approx(0.1)
     raw = ("table3", "matrix", f"VDN_DDN {narrow}", "state=raw", "GGN")
     assert cells[raw][0] == pytest.approx(0.3)
+
+
+def test_report_final_value_over_the_last_k_tests(tmp_path, capsys):
+    """``--last K``: a run's final value is the mean of its last K tests (fewer when it
+    has fewer); the default stays its last test."""
+    write_run(tmp_path, "v0", "vdn", 0, [(0, 0.0), (10, 0.5), (20, 0.7), (30, 0.9)])
+    write_run(tmp_path, "d0", "ddn_vdn", 0, [(0, 0.0), (10, 0.4), (20, 0.6)], student=[0, 0.2, 0.4])
+    runs = find_runs([tmp_path])
+    base = ("table1", "matrix", "VDN", "", "base")
+    assert _cells(build_report(runs))[base][0] == pytest.approx(0.9)
+    cells = _cells(build_report(runs, last=2))
+    assert cells[base][0] == pytest.approx(0.8)
+    assert cells[("table1", "matrix", "VDN", "", "+DDN (LPN)")][0] == pytest.approx(0.3)
+    assert _cells(build_report(runs, last=10))[base][0] == pytest.approx(0.525)
+    with pytest.raises(ConfigError, match="last must be"):
+        build_report(runs, last=0)
+    assert main(["report", str(tmp_path), "--last", "2", "--out", str(tmp_path / "r")]) == 0
+    assert "the mean of its last 2 tests" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------- CLI

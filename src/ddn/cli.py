@@ -137,6 +137,10 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--metric", choices=["win_rate", "return_mean"], help="default: win rate where logged"
     )
+    rp.add_argument(
+        "--last", type=int, default=1, metavar="K",
+        help="a run's final value: the mean of its last K tests (default 1: its last test)",
+    )  # fmt: skip
     _aggregate_options(rp)
     rp.add_argument(
         "--marl-eval", type=Path, metavar="FILE", help="also write the runs' per-episode "
@@ -452,7 +456,7 @@ def _report(args: argparse.Namespace) -> int:
     from ddn.analysis.report import build_report, write_report
 
     runs = find_runs(args.runs)
-    report = build_report(runs, args.metric, _options(args, args.metric))
+    report = build_report(runs, args.metric, _options(args, args.metric), last=args.last)
     written = write_report(report, args.out)
     print(report.markdown())
     if args.marl_eval is not None:

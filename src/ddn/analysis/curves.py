@@ -91,11 +91,15 @@ class RunRecord:
         """The run folder, for the files not read here (``episodes.jsonl``)."""
         return RunFolder(self.path)
 
-    def final_metrics(self) -> dict[str, float]:
+    def final_metrics(self, last: int = 1) -> dict[str, float]:
         """The run's last test metrics: summary.json's, else the last test event's.
 
         A run killed before writing its summary still counts with its last test.
+        ``last`` > 1: each metric's mean over the run's last ``last`` tests that logged it
+        (one test of 32 episodes is a noisy estimate of a final win rate).
         """
+        if last > 1:
+            return self._mean_of_last_tests(last)
         source: dict[str, Any] = {}
         if self.summary and any(k.startswith("test") for k in self.summary):
             source = self.summary
@@ -106,6 +110,15 @@ class RunRecord:
             finite = isinstance(value, int | float) and math.isfinite(value)
             if key.startswith("test") and finite:
                 out[key] = float(value)
+        return out
+
+    def _mean_of_last_tests(self, last: int) -> dict[str, float]:
+        keys = {k for e in self.events for k in e if k.startswith("test")}
+        out = {}
+        for key in sorted(keys):
+            _, values = self.series(key)
+            if values.size:
+                out[key] = float(values[-last:].mean())
         return out
 
 

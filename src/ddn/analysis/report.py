@@ -41,7 +41,7 @@ from typing import Any
 from ddn.algorithms import all_algorithms, find_algorithm
 from ddn.analysis.aggregate import Options, aggregate_section
 from ddn.analysis.curves import RunRecord, algo_label, mean_std, variant_labels
-from ddn.config import Config
+from ddn.config import Config, ConfigError
 
 _DEFAULTS = Config()
 SWITCHES = (
@@ -180,16 +180,11 @@ def _is_default(run: RunRecord, except_keys: Sequence[str] = ()) -> bool:
     )
 
 
-def _cell(runs: Sequence[RunRecord], metric: str) -> Cell | None:
-    values = [r.final_metrics().get(metric) for r in runs]
-    values = [v for v in values if v is not None]
-    return Cell(values) if values else None
-
-
 class _Scenarios:
     """Runs per scenario (env/map), with the scenario's metric (win rate or return)."""
 
-    def __init__(self, runs: Sequence[RunRecord], metric: str | None) -> None:
+    def __init__(self, runs: Sequence[RunRecord], metric: str | None, last: int = 1) -> None:
+        self.last = last
         # The settings besides seed and the ablation switches (the tables' own columns).
         self.variant = variant_labels(runs, ignore=SWITCHES)
         self.by: dict[str, list[RunRecord]] = {}
@@ -198,6 +193,12 @@ class _Scenarios:
         self.metric: dict[str, str] = {}
         for name, members in self.by.items():
             self.metric[name] = metric or ("win_rate" if _uses_wins(members) else "return_mean")
+
+    def cell(self, runs: Sequence[RunRecord], metric: str) -> Cell | None:
+        """The runs' final ``metric`` (the mean of each run's last ``last`` tests)."""
+        values = [r.final_metrics(self.last).get(metric) for r in runs]
+        values = [v for v in values if v is not None]
+        return Cell(values) if values else None
 
     def header_metric(self, names: Sequence[str]) -> str:
         kinds = {self.metric[n] for n in names}
@@ -237,7 +238,11 @@ def _table1(sc: _Scenarios) -> Table | str:
                     label = _named(algo_label(base), plain_variant)
                     if ddn_variant:
                         label += f" vs DDN [{ddn_variant}]"
-                    cells = [_cell(plain_runs, m), _cell(ddn_runs, m), _cell(ddn_runs, student)]
+                    cells = [
+                        sc.cell(plain_runs, m),
+                        sc.cell(ddn_runs, m),
+                        sc.cell(ddn_runs, student),
+                    ]
                     rows.append(([name, label], cells))
                     names.append(name)
     if not rows:
@@ -263,9 +268,9 @@ def _table2(sc: _Scenarios) -> Table | str:
             group = [r for r in runs if r.algo == algo and _is_default(r)]
             for variant, members in sc.settings(group):
                 cells = [
-                    _cell(members, f"test/{key}"),
-                    _cell(members, f"test_student/{key}"),
-                    _cell(members, "test/transfer_rate"),
+                    sc.cell(members, f"test/{key}"),
+                    sc.cell(members, f"test_student/{key}"),
+                    sc.cell(members, "test/transfer_rate"),
                 ]
                 rows.append(([name, _named(algo_label(algo), variant)], cells))
                 names.append(name)
@@ -309,8 +314,8 @@ def _ablation(
                 for value in sorted(settings, key=order):
                     members = settings[value]
                     cells = [
-                        _cell(members, f"test/{metric}"),
-                        _cell(members, f"test_student/{metric}"),
+                        sc.cell(members, f"test/{metric}"),
+                        sc.cell(members, f"test_student/{metric}"),
                     ]
                     label = _named(algo_label(algo), variant)
                     rows.append(([name, label, *setting_labels(value)], cells))
@@ -338,14 +343,20 @@ def _idm_setting(run: RunRecord) -> tuple:
 
 
 def build_report(
-    runs: Sequence[RunRecord], metric: str | None = None, aggregate: Options | None = None
+    runs: Sequence[RunRecord],
+    metric: str | None = None,
+    aggregate: Options | None = None,
+    last: int = 1,
 ) -> Report:
     """All tables the runs allow. ``metric``: ``win_rate`` or ``return_mean`` (default:
     win rate where every run of a scenario logs one). ``aggregate``: also the aggregate
-    statistics section, with these options (its metric is ``metric``)."""
+    statistics section, with these options (its metric is ``metric``). ``last``: a run's
+    final value is the mean of its last ``last`` tests (default: its last test)."""
+    if last < 1:
+        raise ConfigError(f"last must be a number of tests >= 1, got {last}")
     if metric is not None:
         metric = metric.removeprefix("test/")
-    sc = _Scenarios(runs, metric)
+    sc = _Scenarios(runs, metric, last)
     built: list[Table | str] = [
         _table1(sc),
         _table2(sc),
@@ -381,6 +392,8 @@ def build_report(
         else:
             skipped[f"Table {number}"] = item
     notes = [f"{len(runs)} runs; cells: mean ± sample std over seeds (n = seeds)"]
+    if last > 1:
+        notes.append(f"a run's final value: the mean of its last {last} tests")
     unfinished = [r for r in runs if not r.finished]
     if unfinished:
         notes.append(
