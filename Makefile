@@ -48,7 +48,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/env_throughput.py
 
 # docs/results.md's tables and figures, regenerated from the committed run records alone:
-# per experiment results/<name>/, the tables docs/results/<name>.md (and .csv) and the
+# per experiment results/<name>/, the tables docs/results/<name>.md (and .csv; mean and
+# 95% CI over seeds) and the
 # learning curves docs/images/results/<name>.png (mean and 95% CI over seeds); an
 # experiment with no run yet is skipped. docs/results/all.md: every table over all the
 # records (Table 3's personalized row is results/table2's, its raw row results/table3's;
@@ -57,10 +58,10 @@ results: $(STAMP)
 	for dir in results/*/; do \
 	  name=$$(basename $$dir); \
 	  ls $$dir*/metrics.jsonl >/dev/null 2>&1 || continue; \
-	  $(VENV)/bin/ddn report $$dir --out docs/results/$$name || exit 1; \
+	  $(VENV)/bin/ddn report $$dir --interval ci --out docs/results/$$name || exit 1; \
 	  $(VENV)/bin/ddn plot $$dir --band ci --out docs/images/results/$$name || exit 1; \
 	done
-	$(VENV)/bin/ddn report results --out docs/results/all
+	$(VENV)/bin/ddn report results --interval ci --out docs/results/all
 
 clean:
 	rm -rf $(VENV) demo runs

@@ -268,6 +268,18 @@ def test_report_tables_1_and_2(runs, tmp_path):
     assert base["mean"] == "0.4" and base["n"] == "3" and base["values"] == "0.2 0.4 0.6"
 
 
+def test_report_cells_with_the_95_percent_ci(runs, tmp_path):
+    """``interval="ci"``: mean ± t_{0.975, n-1} * std / sqrt(n); the CSV has both."""
+    report = build_report(find_runs([runs]), interval="ci")
+    half = 4.303 * 0.2 / math.sqrt(3)  # VDN's three seeds 0.2, 0.4, 0.6
+    assert f"| matrix | VDN | 0.400 ± {half:.3f} (n=3) |" in report.markdown()
+    assert "95% CI of the mean" in report.notes[0]
+    written = write_report(report, tmp_path / "ci")
+    rows = list(csv.DictReader(io.StringIO(written[1].read_text())))
+    base = next(r for r in rows if r["table"] == "table1" and r["column"] == "base")
+    assert float(base["ci95"]) == pytest.approx(half, rel=1e-3) and base["std"] == "0.2"
+
+
 def test_report_ablation_tables_and_last_event_fallback(tmp_path):
     def ddn(name, seed, win, student, summary=True, **cfg):
         write_run(

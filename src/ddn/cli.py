@@ -141,6 +141,10 @@ def _parser() -> argparse.ArgumentParser:
         "--last", type=int, default=1, metavar="K",
         help="a run's final value: the mean of its last K tests (default 1: its last test)",
     )  # fmt: skip
+    rp.add_argument(
+        "--interval", choices=["std", "ci"], default="std",
+        help="cells: mean ± the sample std over seeds (default) or ± the 95%% CI of the mean",
+    )  # fmt: skip
     _aggregate_options(rp)
     rp.add_argument(
         "--marl-eval", type=Path, metavar="FILE", help="also write the runs' per-episode "
@@ -456,7 +460,9 @@ def _report(args: argparse.Namespace) -> int:
     from ddn.analysis.report import build_report, write_report
 
     runs = find_runs(args.runs)
-    report = build_report(runs, args.metric, _options(args, args.metric), last=args.last)
+    report = build_report(
+        runs, args.metric, _options(args, args.metric), last=args.last, interval=args.interval
+    )
     written = write_report(report, args.out)
     print(report.markdown())
     if args.marl_eval is not None:

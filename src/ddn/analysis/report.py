@@ -36,11 +36,17 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ddn.algorithms import all_algorithms, find_algorithm
 from ddn.analysis.aggregate import Options, aggregate_section
-from ddn.analysis.curves import RunRecord, algo_label, mean_std, variant_labels
+from ddn.analysis.curves import (
+    RunRecord,
+    algo_label,
+    mean_std,
+    t_quantile_975,
+    variant_labels,
+)
 from ddn.config import Config, ConfigError
 
 _DEFAULTS = Config()
@@ -54,9 +60,12 @@ SWITCHES = (
 )
 
 
+Interval = Literal["std", "ci"]
+
+
 @dataclass
 class Cell:
-    """mean ± std over seeds; ``values`` keeps the per-seed numbers for the CSV."""
+    """mean ± std (or 95% CI) over seeds; ``values`` keeps the per-seed numbers for the CSV."""
 
     values: list[float]
 
@@ -64,13 +73,20 @@ class Cell:
     def stats(self) -> tuple[float, float, int]:
         return mean_std(self.values)
 
-    def text(self, digits: int) -> str:
+    @property
+    def ci95(self) -> float:
+        """Half-width of the 95% confidence interval of the mean (Student t, n - 1 df)."""
+        _, std, n = self.stats
+        return t_quantile_975(n - 1) * std / math.sqrt(n) if n > 1 else float("nan")
+
+    def text(self, digits: int, interval: Interval = "std") -> str:
         mean, std, n = self.stats
         if n == 0:
             return "—"
-        if math.isnan(std):
+        spread = std if interval == "std" else self.ci95
+        if math.isnan(spread):
             return f"{mean:.{digits}f} (n={n})"
-        return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
+        return f"{mean:.{digits}f} ± {spread:.{digits}f} (n={n})"
 
 
 @dataclass
@@ -82,6 +98,7 @@ class Table:
     rows: list[tuple[list[str], list[Cell | None]]] = field(default_factory=list)
     digits: int = 3
     note: str = ""
+    interval: Interval = "std"
 
     def markdown(self) -> str:
         lines = [f"## {self.title}", ""]
@@ -90,7 +107,7 @@ class Table:
         lines.append("| " + " | ".join(self.header) + " |")
         lines.append("|" + "|".join("---" for _ in self.header) + "|")
         for labels, cells in self.rows:
-            texts = ["—" if c is None else c.text(self.digits) for c in cells]
+            texts = ["—" if c is None else c.text(self.digits, self.interval) for c in cells]
             lines.append("| " + " | ".join([*labels, *texts]) + " |")
         return "\n".join(lines) + "\n"
 
@@ -113,6 +130,7 @@ class Table:
                         "column": column,
                         "mean": _num(mean),
                         "std": _num(std),
+                        "ci95": _num(cell.ci95),
                         "n": n,
                         "values": " ".join(f"{v:.6g}" for v in cell.values),
                     }
@@ -148,7 +166,8 @@ class Report:
 
     def csv(self) -> str:
         buf = io.StringIO()
-        fields = ["table", "scenario", "algorithm", "setting", "column", "mean", "std", "n"]
+        fields = ["table", "scenario", "algorithm", "setting", "column", "mean", "std", "ci95"]
+        fields.append("n")
         fields.append("values")
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
@@ -347,11 +366,13 @@ def build_report(
     metric: str | None = None,
     aggregate: Options | None = None,
     last: int = 1,
+    interval: Interval = "std",
 ) -> Report:
     """All tables the runs allow. ``metric``: ``win_rate`` or ``return_mean`` (default:
     win rate where every run of a scenario logs one). ``aggregate``: also the aggregate
     statistics section, with these options (its metric is ``metric``). ``last``: a run's
-    final value is the mean of its last ``last`` tests (default: its last test)."""
+    final value is the mean of its last ``last`` tests (default: its last test).
+    ``interval``: cells show the sample std over seeds, or the 95% CI of the mean."""
     if last < 1:
         raise ConfigError(f"last must be a number of tests >= 1, got {last}")
     if metric is not None:
@@ -388,10 +409,11 @@ def build_report(
     tables, skipped = [], {}
     for number, item in enumerate(built, start=1):
         if isinstance(item, Table):
-            tables.append(item)
+            tables.append(replace(item, interval=interval))
         else:
             skipped[f"Table {number}"] = item
-    notes = [f"{len(runs)} runs; cells: mean ± sample std over seeds (n = seeds)"]
+    spread = "sample std" if interval == "std" else "95% CI of the mean (Student t)"
+    notes = [f"{len(runs)} runs; cells: mean ± {spread} over seeds (n = seeds)"]
     if last > 1:
         notes.append(f"a run's final value: the mean of its last {last} tests")
     unfinished = [r for r in runs if not r.finished]
