@@ -374,6 +374,14 @@ def test_cli_plot_and_report(runs, tmp_path, capsys):
     assert capsys.readouterr().err.startswith("ddn: error: no run folders found")
 
 
+def test_cli_names_a_repeated_run_in_one_line(tmp_path, capsys):
+    write_run(tmp_path / "a", "first", "qmix", 0, [(0, 0.0), (10, 0.5)])
+    write_run(tmp_path / "b", "again", "qmix", 0, [(0, 0.0), (10, 0.5)])
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("ddn: warning: ") and "counted once" in err
+
+
 def test_iql_labels():
     from ddn.analysis.curves import algo_label
 

@@ -15,11 +15,15 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ddn.checkpoint import CheckpointError
 from ddn.config import ConfigError
 from ddn.envs.errors import EnvError
 from ddn.run_folder import MetricsError
+
+if TYPE_CHECKING:  # the analysis stack (matplotlib, numpy) loads only for its commands
+    from ddn.analysis.curves import RunRecord
 
 
 def _threads_arg(p: argparse.ArgumentParser) -> None:
@@ -226,6 +230,21 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signum
 
 
+def _find_runs(paths: list[Path]) -> list[RunRecord]:
+    """The run folders under ``paths``, what ``find_runs`` warns of printed as one line
+    each (a run two campaigns share counts once) rather than as a Python warning."""
+    import warnings
+
+    from ddn.analysis.curves import find_runs
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs = find_runs(paths)
+    for warning in caught:
+        print(f"ddn: warning: {warning.message}", file=sys.stderr)
+    return runs
+
+
 def _os_error(exc: OSError) -> str:
     """One line for a failed read or write: the path, the reason, what to do."""
     path = f"{exc.filename}: " if exc.filename else ""
@@ -429,9 +448,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from ddn.analysis.curves import find_runs, plot_curves
+    from ddn.analysis.curves import plot_curves
 
-    runs = find_runs(args.runs)
+    runs = _find_runs(args.runs)
     if args.kind != "curves":
         from ddn.analysis.aggregate import plot_aggregate
 
@@ -456,10 +475,9 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ddn.analysis.curves import find_runs
     from ddn.analysis.report import build_report, write_report
 
-    runs = find_runs(args.runs)
+    runs = _find_runs(args.runs)
     report = build_report(
         runs, args.metric, _options(args, args.metric), last=args.last, interval=args.interval
     )
