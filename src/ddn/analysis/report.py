@@ -166,9 +166,8 @@ class Report:
 
     def csv(self) -> str:
         buf = io.StringIO()
-        fields = ["table", "scenario", "algorithm", "setting", "column", "mean", "std", "ci95"]
-        fields.append("n")
-        fields.append("values")
+        fields = ["table", "scenario", "algorithm", "setting", "column"]
+        fields += ["mean", "std", "ci95", "n", "values"]
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for table in self.tables:
