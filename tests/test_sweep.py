@@ -279,3 +279,25 @@ def test_the_shared_loop_retries_once_caps_runs_and_stops(tmp_path, capsys):
     result, interrupted = _drive(tmp_path, stopping)
     assert interrupted and stopping.stopped == ["a", "b", "c"]
     assert result == {n: ("interrupted", 1, "") for n in "abc"}
+
+
+def test_the_eta_counts_only_the_runs_left_to_run(tmp_path):
+    """A resumed sweep's finished (skipped) runs are not work left: the fraction and the
+    ETA are over the runs it runs, so half of the runs left done reads 50%, not 25%."""
+    from ddn.sweep.state import Progress
+
+    def run_at(name: str, t_env: int, finished: bool) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "metrics.jsonl").write_text(json.dumps({"t_env": t_env}) + "\n")
+        if finished:
+            (folder / "summary.json").write_text(json.dumps({"t_env": t_env, "finished": True}))
+
+    run_at("old_a", 100, True)
+    run_at("old_b", 100, True)
+    run_at("new_a", 100, True)
+    run_at("new_b", 0, False)
+    progress = Progress(4, 2, {n: 100 for n in ("old_a", "old_b", "new_a", "new_b")})
+    assert progress.steps_fraction(tmp_path, ["new_a", "new_b"]) == 0.5
+    assert progress.steps_fraction(tmp_path, ["old_a", "old_b", "new_a", "new_b"]) == 0.75
+    assert "50% of steps" in progress.line(tmp_path, ["new_a", "new_b"])

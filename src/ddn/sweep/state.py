@@ -89,8 +89,11 @@ class Progress:
     _last_line: str = ""
 
     def steps_fraction(self, out: Path, names: list[str]) -> float:
-        """Fraction of the sweep's env steps done, read from the runs' logs (for the ETA)."""
-        total = sum(self.t_max.values()) or 1
+        """Fraction of the env steps of ``names`` done, read from the runs' folders (for the
+        ETA). ``names``: the runs this sweep runs (its finished runs, skipped, are not work
+        left: counting their steps as to do made a resumed sweep's ETA many times too long),
+        or every run for the closing line."""
+        total = sum(self.t_max[n] for n in names) or 1
         done = sum(min(RunFolder(out / n).latest_t_env(), self.t_max[n]) for n in names)
         return done / total
 
