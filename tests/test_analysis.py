@@ -357,6 +357,15 @@ def test_report_final_value_over_the_last_k_tests(tmp_path, capsys):
     assert _cells(build_report(runs, last=10))[base][0] == pytest.approx(0.525)
     with pytest.raises(ConfigError, match="last must be"):
         build_report(runs, last=0)
+    # A test that left a metric empty (no transfer rate: the teacher scored 0) is not
+    # filled in from an older test.
+    write_run(
+        tmp_path, "d1", "ddn_vdn", 1, [(0, 0.0), (10, 0.5), (20, 0.0), (30, 0.0)],
+        student=[0, 0.25, 0, 0],
+    )  # fmt: skip
+    (d1,) = [r for r in find_runs([tmp_path]) if r.path.name == "d1"]
+    assert "test/transfer_rate" not in d1.final_metrics(last=2)
+    assert d1.final_metrics(last=3)["test/transfer_rate"] == pytest.approx(0.5)
     assert main(["report", str(tmp_path), "--last", "2", "--out", str(tmp_path / "r")]) == 0
     assert "the mean of its last 2 tests" in capsys.readouterr().out
 

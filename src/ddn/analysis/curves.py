@@ -113,12 +113,18 @@ class RunRecord:
         return out
 
     def _mean_of_last_tests(self, last: int) -> dict[str, float]:
-        keys = {k for e in self.events for k in e if k.startswith("test")}
+        # The last ``last`` test events, then each metric's finite values among them: a
+        # metric a test left empty (the transfer rate when the teacher scored 0) is not
+        # filled in from older tests.
+        tests = [e for e in self.events if any(k.startswith("test") for k in e)]
+        tests.sort(key=lambda e: float(e["t_env"]))
+        window = tests[-last:]
         out = {}
-        for key in sorted(keys):
-            _, values = self.series(key)
-            if values.size:
-                out[key] = float(values[-last:].mean())
+        for key in sorted({k for e in window for k in e if k.startswith("test")}):
+            values = [e.get(key) for e in window]
+            finite = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+            if finite:
+                out[key] = sum(finite) / len(finite)
         return out
 
 
