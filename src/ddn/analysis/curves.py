@@ -175,19 +175,15 @@ def _one_run_per_seed(runs: list[RunRecord]) -> list[RunRecord]:
         if other is None:
             kept[key] = run
             continue
-        keep, drop = (run, other) if _progress(run) > _progress(other) else (other, run)
-        kept[key] = keep
+        further = run.folder.latest_t_env() > other.folder.latest_t_env()
+        keep, drop = (run, other) if further else (other, run)
+        kept[key] = keep  # same sort key as the run it replaces: the order holds
         warnings.warn(
             f"{drop.path} repeats {keep.path} (same setting and seed): counted once, as "
             f"{keep.path.name}",
             stacklevel=2,
         )
-    chosen = {id(r) for r in kept.values()}
-    return [r for r in runs if id(r) in chosen]
-
-
-def _progress(run: RunRecord) -> float:
-    return max((float(e["t_env"]) for e in run.events if "t_env" in e), default=0.0)
+    return list(kept.values())
 
 
 def _flat_config(cfg: dict[str, Any]) -> dict[str, str]:
