@@ -13,7 +13,11 @@ test_interval. Early in training epsilon is near 1, so the episodes timed are th
 exploratory ones: SMAX battles grow longer as agents learn to survive, so on SMAX this
 is a lower bound; Predator-Prey episodes run to the step limit either way.
 
-Times are this process's CPU time, not wall time: with one thread that is what a run
+Each algorithm is measured in a fresh process: ddn keeps freed memory in the process
+for reuse (``ddn/allocator.py``), so a large map's buffer measured for one algorithm
+would otherwise stay resident while the next one is measured.
+
+Times are the measuring process's CPU time, not wall time: with one thread that is what a run
 takes on a free core, and it stays so when other work shares the machine (a wall
 clock measured beside other processes would charge their time to this run).
 """
@@ -23,6 +27,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -32,7 +38,8 @@ from ddn.experiment import Experiment
 
 
 def measure(env: str, map_name: str | None, algo: str, sets: list[str], iterations: int,
-            tmp: Path) -> dict[str, float]:  # fmt: skip
+            threads: int, tmp: Path) -> dict[str, float]:  # fmt: skip
+    torch.set_num_threads(threads)
     cfg = resolve(env, algo, map_name, [*sets, "save_model=false", "device=cpu"])
     exp = Experiment(cfg, tmp / algo, progress=False)
     while not exp.buffer.can_sample(cfg.batch_size):
@@ -69,14 +76,15 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
     where = args.env + (f" {args.map}" if args.map else "")
     print(f"{where}  {' '.join(args.sets) or '(preset)'}  {args.threads} thread(s)")
     print(f"{'algo':<12}{'updates/iter':>13}{'env steps/s':>13}{'one test (s)':>14}"
           f"{'t_max':>11}{'run (h)':>9}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for algo in args.algos:
-            r = measure(args.env, args.map, algo, args.sets, args.iterations, Path(tmp))
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as child:
+                r = child.submit(measure, args.env, args.map, algo, args.sets,
+                                 args.iterations, args.threads, Path(tmp)).result()  # fmt: skip
             updates = f"{r['updates']}/{r['batch_size_run']}"
             print(f"{algo:<12}{updates:>13}{r['rate']:>13,.0f}{r['test_s']:>14.1f}"
                   f"{r['t_max']:>11,}{r['run_h']:>9.2f}", flush=True)  # fmt: skip
