@@ -366,6 +366,11 @@ def test_report_final_value_over_the_last_k_tests(tmp_path, capsys):
     (d1,) = [r for r in find_runs([tmp_path]) if r.path.name == "d1"]
     assert "test/transfer_rate" not in d1.final_metrics(last=2)
     assert d1.final_metrics(last=3)["test/transfer_rate"] == pytest.approx(0.5)
+    # Over K tests the transfer rate is the student's mean over the teacher's mean
+    # (0.3 / 0.5 = 0.6), not the mean of the per-test ratios ((0.5 + 1.0) / 2 = 0.75).
+    write_run(tmp_path, "d2", "ddn_vdn", 2, [(0, 0.8), (10, 0.2)], student=[0.4, 0.2])
+    (d2,) = [r for r in find_runs([tmp_path]) if r.path.name == "d2"]
+    assert d2.final_metrics(last=2)["test/transfer_rate"] == pytest.approx(0.6)
     assert main(["report", str(tmp_path), "--last", "2", "--out", str(tmp_path / "r")]) == 0
     assert "the mean of its last 2 tests" in capsys.readouterr().out
 

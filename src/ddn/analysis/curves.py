@@ -125,6 +125,16 @@ class RunRecord:
             finite = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
             if finite:
                 out[key] = sum(finite) / len(finite)
+        # The window's transfer rate is its student mean over its teacher mean, the ratio
+        # of the two final values it sits beside in Table 2: a mean of per-test ratios
+        # would be dominated by the tests where the teacher scored near 0.
+        if "test/transfer_rate" in out:
+            key = "win_rate" if "test/win_rate" in out else "return_mean"
+            teacher, student = out.get(f"test/{key}"), out.get(f"test_student/{key}")
+            if teacher and student is not None:
+                out["test/transfer_rate"] = student / teacher
+            else:
+                del out["test/transfer_rate"]
         return out
 
 
