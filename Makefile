@@ -53,7 +53,8 @@ bench: $(STAMP)
 # learning curves docs/images/results/<name>.png (mean and 95% CI over seeds); an
 # experiment with no run yet is skipped. docs/results/all.md: every table over all the
 # records (Table 3's personalized row is results/table2's, its raw row results/table3's;
-# runs of different settings are never pooled).
+# runs of different settings are never pooled); docs/images/results/figure5_paper.png:
+# the paper's Figure 5 (each base beside DDN on it; DDN on QMIX is part A.3's defaults).
 results: $(STAMP)
 	for dir in results/*/; do \
 	  name=$$(basename $$dir); \
@@ -62,6 +63,8 @@ results: $(STAMP)
 	  $(VENV)/bin/ddn plot $$dir --band ci --out docs/images/results/$$name || exit 1; \
 	done
 	$(VENV)/bin/ddn report results --interval ci --out docs/results/all
+	$(VENV)/bin/ddn plot results/figure5 results/ddn_choices/*-ddn-default-* --panels base \
+	  --band ci --out docs/images/results/figure5_paper
 
 clean:
 	rm -rf $(VENV) demo runs

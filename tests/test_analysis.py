@@ -174,6 +174,32 @@ def test_variants_get_their_own_lines(tmp_path):
     assert len(labels) == 4
 
 
+def test_panels_by_base_method_put_each_base_beside_ddn_on_it(tmp_path, capsys):
+    """``--panels base`` (the paper's Figure 5): a panel per base method, holding the
+    base and DDN on it (``ddn`` is DDN on QMIX); curves are those of the map panel."""
+    for seed in range(2):
+        write_run(tmp_path, f"v{seed}", "vdn", seed, [(0, 0.0), (10, 0.4)])
+        write_run(tmp_path, f"dv{seed}", "ddn_vdn", seed, [(0, 0.0), (10, 0.6)], student=[0, 0.5])
+        write_run(tmp_path, f"q{seed}", "qmix", seed, [(0, 0.0), (10, 0.3)])
+        write_run(tmp_path, f"d{seed}", "ddn", seed, [(0, 0.0), (10, 0.9)], student=[0, 0.8])
+    found = find_runs([tmp_path])
+    _, by_map = build_curves(found)
+    _, by_base = build_curves(found, panels_by="base")
+    assert list(by_base) == [("matrix", None, "qmix"), ("matrix", None, "vdn")]
+    names = {panel[2]: sorted(c.label for c in curves) for panel, curves in by_base.items()}
+    assert names == {
+        "qmix": ["DDN GGN", "DDN LPN", "QMIX"],
+        "vdn": ["VDN", "VDN_DDN GGN", "VDN_DDN LPN"],
+    }
+    means = {c.label: c.mean[-1] for curves in by_base.values() for c in curves}
+    assert means == {c.label: c.mean[-1] for c in by_map[("matrix", None)]}
+    assert means["VDN_DDN LPN"] == pytest.approx(0.5)
+    out = tmp_path / "fig5"
+    assert main(["plot", str(tmp_path), "--panels", "base", "--out", str(out)]) == 0
+    assert "2 panel(s), 6 line(s)" in capsys.readouterr().out
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
 def test_one_change_at_a_time_variants_name_only_their_change(tmp_path):
     """A sweep's variants each change one setting from the defaults: with several keys
     varying, each run names only where it differs from the group's reference (each key's

@@ -128,6 +128,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     pl.add_argument("--band", choices=["std", "ci"], default="std", help="std or 95%% CI")
     pl.add_argument(
+        "--panels", choices=["map", "base"], default="map",
+        help="curves: a panel per map (default), or per map and base method, each base "
+        "beside DDN on it (the paper's Figure 5)",
+    )  # fmt: skip
+    pl.add_argument(
         "--out", type=Path, default=Path("curves.png"), help="writes FILE.png and FILE.svg"
     )
     pl.add_argument("--title")
@@ -465,7 +470,9 @@ def _plot(args: argparse.Namespace) -> int:
             f"{len(scores.metric)} task(s){left}: " + ", ".join(str(p) for p in written)
         )
         return 0
-    written, metric, panels = plot_curves(runs, args.out, args.metric, args.band, args.title)
+    written, metric, panels = plot_curves(
+        runs, args.out, args.metric, args.band, args.title, args.panels
+    )
     lines = sum(len(c) for c in panels.values())
     print(
         f"{len(runs)} runs, {len(panels)} panel(s), {lines} line(s) of {metric}: "

@@ -25,12 +25,16 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ddn.algorithms import find_algorithm, policies_of
 from ddn.algorithms import label as algo_label
-from ddn.algorithms import policies_of
 from ddn.config import EXECUTION_KEYS, Config, ConfigError
 from ddn.run_folder import CONFIG_FILE, METRICS_FILE, RunFolder, last_test
 
 Band = Literal["std", "ci"]
+# A panel per (env, map), or per (env, map, base method): each base beside DDN on it, as
+# the paper's Figure 5 draws them.
+PanelBy = Literal["map", "base"]
+Panel = tuple[str | None, ...]
 
 # Keys that vary between seeds of one setting, or say how a run was executed and
 # recorded rather than what it learned: they never define a separate line (runs of one
@@ -355,18 +359,30 @@ def student_metric(metric: str) -> str | None:
     return None
 
 
+def _base_method(algo: str) -> str:
+    algorithm = find_algorithm(algo)
+    return algorithm.base_method if algorithm else algo
+
+
 def build_curves(
-    runs: Sequence[RunRecord], metric: str | None = None, band: Band = "std"
-) -> tuple[str, dict[tuple[str, str | None], list[Curve]]]:
-    """Group ``runs`` into panels and lines; returns (metric used, {panel: curves})."""
+    runs: Sequence[RunRecord],
+    metric: str | None = None,
+    band: Band = "std",
+    panels_by: PanelBy = "map",
+) -> tuple[str, dict[Panel, list[Curve]]]:
+    """Group ``runs`` into panels and lines; returns (metric used, {panel: curves}).
+
+    A panel is (env, map), or (env, map, base method) with ``panels_by="base"``.
+    """
     metric = metric or default_metric(runs)
     labels = variant_labels(runs)
     lines: dict[tuple, list[RunRecord]] = {}
     for run in runs:
-        lines.setdefault((run.panel, run.algo, labels[run.path]), []).append(run)
-    panels: dict[tuple[str, str | None], list[Curve]] = {}
+        panel: Panel = run.panel + ((_base_method(run.algo),) if panels_by == "base" else ())
+        lines.setdefault((panel, run.algo, labels[run.path]), []).append(run)
+    panels: dict[Panel, list[Curve]] = {}
     for (panel, algo, variant), members in sorted(
-        lines.items(), key=lambda kv: (kv[0][0][0], kv[0][0][1] or "", kv[0][1], kv[0][2])
+        lines.items(), key=lambda kv: (tuple(p or "" for p in kv[0][0]), kv[0][1], kv[0][2])
     ):
         name = algo_label(algo) + (f" [{variant}]" if variant else "")
         roles: list[tuple[str, str, str]] = []
@@ -394,9 +410,10 @@ def build_curves(
 
 
 # ---------------------------------------------------------------------- drawing
-def _panel_title(panel: tuple[str, str | None]) -> str:
-    env, map_name = panel
-    return map_name if map_name else env
+def _panel_title(panel: Panel) -> str:
+    env, map_name, *base = panel
+    where = str(map_name or env)
+    return f"{where}: {algo_label(base[0])}" if base else where
 
 
 def _steps(x: float, _pos: Any = None) -> str:
@@ -434,8 +451,9 @@ def plot_curves(
     metric: str | None = None,
     band: Band = "std",
     title: str | None = None,
-) -> tuple[list[Path], str, dict[tuple[str, str | None], list[Curve]]]:
-    """Draw one panel per (env, map) and write PNG and SVG.
+    panels_by: PanelBy = "map",
+) -> tuple[list[Path], str, dict[Panel, list[Curve]]]:
+    """Draw one panel per (env, map), or per (env, map, base method), and write PNG and SVG.
 
     Returns the files written, the metric plotted and the curves (for tests and reports).
     """
@@ -445,9 +463,9 @@ def plot_curves(
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    metric, panels = build_curves(runs, metric, band)
+    metric, panels = build_curves(runs, metric, band, panels_by)
     keys = list(panels)
-    ncols = min(3, len(keys))
+    ncols = 2 if len(keys) == 4 else min(3, len(keys))  # four panels as 2 x 2, not 3 + 1
     nrows = math.ceil(len(keys) / ncols)
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(max(4.6 * ncols, 6.4), 3.5 * nrows + 0.6), dpi=150, squeeze=False
