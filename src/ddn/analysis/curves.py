@@ -133,8 +133,8 @@ class RunRecord:
         # of the two final values it sits beside in Table 2: a mean of per-test ratios
         # would be dominated by the tests where the teacher scored near 0.
         if "test/transfer_rate" in out:
-            key = "win_rate" if "test/win_rate" in out else "return_mean"
-            teacher, student = out.get(f"test/{key}"), out.get(f"test_student/{key}")
+            key = "test/win_rate" if "test/win_rate" in out else "test/return_mean"
+            teacher, student = out.get(key), out.get(student_metric(key) or "")
             if teacher and student is not None:
                 out["test/transfer_rate"] = student / teacher
             else:
