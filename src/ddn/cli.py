@@ -154,6 +154,11 @@ def _parser() -> argparse.ArgumentParser:
         "--interval", choices=["std", "ci"], default="std",
         help="cells: mean ± the sample std over seeds (default) or ± the 95%% CI of the mean",
     )  # fmt: skip
+    rp.add_argument(
+        "--outcomes", action="store_true",
+        help="also tabulate how each run's test battles ended (won, lost, timed out) over "
+        "the same last K tests",
+    )  # fmt: skip
     _aggregate_options(rp)
     rp.add_argument(
         "--marl-eval", type=Path, metavar="FILE", help="also write the runs' per-episode "
@@ -486,7 +491,12 @@ def _report(args: argparse.Namespace) -> int:
 
     runs = _find_runs(args.runs)
     report = build_report(
-        runs, args.metric, _options(args, args.metric), last=args.last, interval=args.interval
+        runs,
+        args.metric,
+        _options(args, args.metric),
+        last=args.last,
+        interval=args.interval,
+        outcomes=args.outcomes,
     )
     written = write_report(report, args.out)
     print(report.markdown())

@@ -47,6 +47,7 @@ from ddn.analysis.curves import (
     t_quantile_975,
     variant_labels,
 )
+from ddn.analysis.outcomes import outcomes_section
 from ddn.config import Config, ConfigError
 
 _DEFAULTS = Config()
@@ -148,6 +149,7 @@ class Report:
     skipped: dict[str, str]  # table key -> why
     notes: list[str]
     aggregate: str = ""  # the aggregate-statistics section (Markdown), if asked for
+    outcomes: str = ""  # the battle-outcomes section (Markdown), if asked for
 
     def markdown(self) -> str:
         parts = ["# Results", ""]
@@ -158,6 +160,8 @@ class Report:
             parts.append(table.markdown())
         if self.aggregate:
             parts.append(self.aggregate)
+        if self.outcomes:
+            parts.append(self.outcomes)
         if self.skipped:
             parts.append("## Skipped tables\n")
             parts += [f"- {k}: {why}" for k, why in self.skipped.items()]
@@ -366,12 +370,15 @@ def build_report(
     aggregate: Options | None = None,
     last: int = 1,
     interval: Interval = "std",
+    outcomes: bool = False,
 ) -> Report:
     """All tables the runs allow. ``metric``: ``win_rate`` or ``return_mean`` (default:
     win rate where every run of a scenario logs one). ``aggregate``: also the aggregate
     statistics section, with these options (its metric is ``metric``). ``last``: a run's
     final value is the mean of its last ``last`` tests (default: its last test).
-    ``interval``: cells show the sample std over seeds, or the 95% CI of the mean."""
+    ``interval``: cells show the sample std over seeds, or the 95% CI of the mean.
+    ``outcomes``: also the battle-outcomes section (won / lost / timed out per run, over
+    the same last ``last`` tests; :mod:`ddn.analysis.outcomes`)."""
     if last < 1:
         raise ConfigError(f"last must be a number of tests >= 1, got {last}")
     if metric is not None:
@@ -428,7 +435,8 @@ def build_report(
     section = ""
     if aggregate is not None:
         section = aggregate_section(runs, replace(aggregate, metric=metric))
-    return Report(tables, skipped, notes, section)
+    battles = outcomes_section(runs, last) if outcomes else ""
+    return Report(tables, skipped, notes, section, battles)
 
 
 def write_report(report: Report, out: str | Path) -> list[Path]:
