@@ -448,3 +448,30 @@ def test_report_table2_has_the_rivals_rows_after_ddns(tmp_path):
     rate = cells[("table2", "matrix", "CTDS", "", "transfer rate")]
     assert rate[0] == pytest.approx((0.5 + 0.9) / 2) and rate[2] == 2
     assert cells[("table2", "matrix", "IGM-DA (BC)", "", "student (LPN)")][0] == pytest.approx(0.1)
+
+
+def test_report_table1_pairs_base_and_ddn_runs_of_the_same_setting(tmp_path):
+    """Base and DDN runs at two episode limits: each limit's base beside the same limit's
+    DDN, never across; a limit only the base ran keeps its row with empty DDN cells."""
+
+    def at_limit(run: Path, limit: int) -> None:
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["env"] = {"episode_limit": limit}
+        (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    for limit, base_win, ddn_win in ((101, 0.1, 0.3), (250, 0.5, 0.2)):
+        at_limit(write_run(tmp_path, f"vdn-{limit}", "vdn", 0, [(10, base_win)]), limit)
+        ddn = write_run(tmp_path, f"ddn-{limit}", "ddn_vdn", 0, [(10, ddn_win)], student=[0.1])
+        at_limit(ddn, limit)
+    at_limit(write_run(tmp_path, "vdn-400", "vdn", 0, [(10, 0.7)]), 400)
+    cells = _cells(build_report(find_runs([tmp_path])))
+    table1 = {key[2] for key in cells if key[0] == "table1"}
+    assert table1 == {f"VDN [env.episode_limit={n}]" for n in (101, 250, 400)}
+    for limit, base_win, ddn_win in ((101, 0.1, 0.3), (250, 0.5, 0.2)):
+        row = ("table1", "matrix", f"VDN [env.episode_limit={limit}]", "")
+        assert cells[(*row, "base")][0] == pytest.approx(base_win)
+        assert cells[(*row, "+DDN (GGN)")][0] == pytest.approx(ddn_win)
+        assert cells[(*row, "+DDN (LPN)")][0] == pytest.approx(0.1)
+    lone = ("table1", "matrix", "VDN [env.episode_limit=400]", "")
+    assert cells[(*lone, "base")][0] == pytest.approx(0.7)
+    assert (*lone, "+DDN (GGN)") not in cells

@@ -241,6 +241,26 @@ def _named(label: str, variant: str) -> str:
     return f"{label} [{variant}]" if variant else label
 
 
+Settings = list[tuple[str, list[RunRecord]]]
+
+
+def _pairs(
+    plain: Settings, ddn: Settings
+) -> list[tuple[str, list[RunRecord], str, list[RunRecord]]]:
+    """Which base setting Table 1 sets beside which DDN setting: equal labels (both runs
+    at one ``env.episode_limit``), and an unlabelled side beside every setting of the
+    other (one base run against DDN's ablation variants). When both sides have runs, a
+    setting left without a partner still gets its row, with the other side's cells empty."""
+    if not plain or not ddn:
+        return []
+    pairs = [(p, pr, d, dr) for p, pr in plain for d, dr in ddn if p == d or "" in (p, d)]
+    paired_plain = {p for p, *_ in pairs}
+    paired_ddn = {d for _, _, d, _ in pairs}
+    pairs += [(p, pr, "", []) for p, pr in plain if p not in paired_plain]
+    pairs += [("", [], d, dr) for d, dr in ddn if d not in paired_ddn]
+    return pairs
+
+
 def _table1(sc: _Scenarios) -> Table | str:
     rows = []
     names = []
@@ -255,18 +275,19 @@ def _table1(sc: _Scenarios) -> Table | str:
                 and _is_default(r)
             ]  # fmt: skip
             student = m.replace("test/", "test_student/")
-            for plain_variant, plain_runs in sc.settings(plain):
-                for ddn_variant, ddn_runs in sc.settings(ddn):
-                    label = _named(algo_label(base), plain_variant)
-                    if ddn_variant:
-                        label += f" vs DDN [{ddn_variant}]"
-                    cells = [
-                        sc.cell(plain_runs, m),
-                        sc.cell(ddn_runs, m),
-                        sc.cell(ddn_runs, student),
-                    ]
-                    rows.append(([name, label], cells))
-                    names.append(name)
+            for plain_variant, plain_runs, ddn_variant, ddn_runs in _pairs(
+                sc.settings(plain), sc.settings(ddn)
+            ):
+                label = _named(algo_label(base), plain_variant)
+                if ddn_variant and ddn_variant != plain_variant:
+                    label += f" vs DDN [{ddn_variant}]"
+                cells = [
+                    sc.cell(plain_runs, m),
+                    sc.cell(ddn_runs, m),
+                    sc.cell(ddn_runs, student),
+                ]
+                rows.append(([name, label], cells))
+                names.append(name)
     if not rows:
         return "needs runs of a base algorithm and of ddn_<base> (default switches) on one env/map"
     return Table(
