@@ -77,6 +77,25 @@ def test_expansion_names_and_packaged_files(tmp_path):
     assert len(load_sweep("tiny_matrix").runs) == 4
 
 
+def test_packaged_smax_paper_sweeps_run_3s_vs_5z_at_smacs_limit():
+    # At SMAX's 101 steps the limit decides 3s_vs_5z's battles (docs/smax.md#episode-limit),
+    # so every paper sweep on SMAX gives that map SMAC's 250 and leaves the others alone.
+    with_3s_vs_5z = set()
+    for name in (n for n in packaged_sweeps() if n.startswith("paper/")):
+        for run in load_sweep(name).runs:
+            if run.env != "smax" or run.seed != 0:
+                continue
+            limit = run.config().env["episode_limit"]
+            if run.map_name == "3s_vs_5z":
+                assert limit == 250, name
+                with_3s_vs_5z.add(name)
+            else:
+                assert limit != 250, (name, run.map_name)
+    assert with_3s_vs_5z == {"paper/smac", "paper/table2_rivals"} | {
+        f"paper/table{k}" for k in range(1, 6)
+    }
+
+
 def test_bad_sweep_file_is_one_error(tmp_path, capsys):
     bad = _write(tmp_path, TINY.replace("test_interval", "test_intervall"), "bad.yaml")
     assert main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 2
