@@ -241,11 +241,11 @@ def _named(label: str, variant: str) -> str:
     return f"{label} [{variant}]" if variant else label
 
 
-Settings = list[tuple[str, list[RunRecord]]]
+_Settings = list[tuple[str, list[RunRecord]]]
 
 
 def _pairs(
-    plain: Settings, ddn: Settings
+    plain: _Settings, ddn: _Settings
 ) -> list[tuple[str, list[RunRecord], str, list[RunRecord]]]:
     """Which base setting Table 1 sets beside which DDN setting: equal labels (both runs
     at one ``env.episode_limit``), and an unlabelled side beside every setting of the
