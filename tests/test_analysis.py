@@ -401,6 +401,35 @@ def test_report_final_value_over_the_last_k_tests(tmp_path, capsys):
     assert "the mean of its last 2 tests" in capsys.readouterr().out
 
 
+def test_until_reads_each_run_as_it_stood_at_that_step(tmp_path, capsys):
+    """``--until STEP``: a run's tests after STEP are left out and its last test up to
+    STEP is its final one; a run that stopped short of STEP counts as unfinished."""
+    write_run(tmp_path, "v0", "vdn", 0, [(0, 0.0), (10, 0.5), (20, 0.7), (30, 0.9)])
+    write_run(tmp_path, "v1", "vdn", 1, [(0, 0.0), (10, 0.3)])  # a 10-step budget
+    write_run(tmp_path, "d0", "ddn_vdn", 0, [(0, 0.0), (20, 0.4), (30, 1.0)], student=[0, 0.2, 1])
+    d0, v0, v1 = find_runs([tmp_path], until=20)
+    assert (v0.until, v0.finished, v1.finished) == (20, True, False)
+    assert max(e["t_env"] for e in v0.events) == 20  # its train event at 21 is gone too
+    assert v0.final_metrics()["test/win_rate"] == pytest.approx(0.7)
+    assert v0.final_metrics(last=2)["test/win_rate"] == pytest.approx(0.6)
+    assert v1.final_metrics()["test/win_rate"] == pytest.approx(0.3)
+    base = ("table1", "matrix", "VDN", "", "base")
+    report = build_report([d0, v0, v1])
+    cells = _cells(report)
+    assert cells[base][0] == pytest.approx(0.5)  # (0.7 + 0.3) / 2
+    assert cells[("table1", "matrix", "VDN", "", "+DDN (LPN)")][0] == pytest.approx(0.2)
+    assert "every run as it stood after 20 environment steps (--until)" in report.notes
+    assert "1 unfinished run(s) counted with their last test: v1" in report.notes
+    _, panels = build_curves([d0, v0, v1], "test/win_rate")
+    assert max(curve.x[-1] for curve in panels[("matrix", None)]) == 20
+    with pytest.raises(ConfigError, match="until must be"):
+        find_runs([tmp_path], until=0)
+    assert main(["report", str(tmp_path), "--until", "20", "--out", str(tmp_path / "r")]) == 0
+    assert "as it stood after 20 environment steps" in capsys.readouterr().out
+    assert main(["plot", str(tmp_path), "--until", "10", "--out", str(tmp_path / "c.png")]) == 0
+    assert main(["report", str(tmp_path), "--until", "-5"]) == 2
+
+
 # ---------------------------------------------------------------------- CLI
 def test_cli_plot_and_report(runs, tmp_path, capsys):
     assert main(["plot", str(runs), "--out", str(tmp_path / "c.png"), "--band", "ci"]) == 0

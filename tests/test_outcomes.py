@@ -71,6 +71,9 @@ def test_shares_and_won_lengths_over_the_last_tests(tmp_path):
     # The whole history: the old test's two wins at 3 steps join the teacher's.
     [whole, _] = run_outcomes(run, last=3)
     assert (whole.won, whole.battles, min(whole.won_lengths)) == (5, 10, 3)
+    # As it stood after 1000 steps (``--until``): the third test (at 2000) is not yet there.
+    [early, _] = run_outcomes(run.truncated(1000), last=2)
+    assert (early.won, early.lost, early.timed_out, early.battles) == (4, 1, 1, 6)
 
 
 def test_runs_without_wins_or_limit_and_same_named_runs(tmp_path):

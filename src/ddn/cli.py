@@ -136,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("curves.png"), help="writes FILE.png and FILE.svg"
     )
     pl.add_argument("--title")
+    _until_option(pl)
     _aggregate_options(pl)
 
     rp = sub.add_parser("report", help="the paper's tables (Markdown and CSV) from runs")
@@ -159,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also tabulate how each run's test battles ended (won, lost, timed out) over "
         "the same last K tests",
     )  # fmt: skip
+    _until_option(rp)
     _aggregate_options(rp)
     rp.add_argument(
         "--marl-eval", type=Path, metavar="FILE", help="also write the runs' per-episode "
@@ -240,16 +242,25 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signum
 
 
-def _find_runs(paths: list[Path]) -> list[RunRecord]:
-    """The run folders under ``paths``, what ``find_runs`` warns of printed as one line
-    each (a run two campaigns share counts once) rather than as a Python warning."""
+def _until_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--until", type=int, metavar="STEP",
+        help="every run as it stood after STEP environment steps (its tests up to then; "
+        "its last one there is its final test): runs of different budgets compared at one",
+    )  # fmt: skip
+
+
+def _find_runs(paths: list[Path], until: int | None = None) -> list[RunRecord]:
+    """The run folders under ``paths`` (each up to ``until`` steps), what ``find_runs``
+    warns of printed as one line each (a run two campaigns share counts once) rather than
+    as a Python warning."""
     import warnings
 
     from ddn.analysis.curves import find_runs
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        runs = find_runs(paths)
+        runs = find_runs(paths, until)
     for warning in caught:
         print(f"ddn: warning: {warning.message}", file=sys.stderr)
     return runs
@@ -460,7 +471,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from ddn.analysis.curves import plot_curves
 
-    runs = _find_runs(args.runs)
+    runs = _find_runs(args.runs, args.until)
     if args.kind != "curves":
         from ddn.analysis.aggregate import plot_aggregate
 
@@ -489,7 +500,7 @@ def _plot(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from ddn.analysis.report import build_report, write_report
 
-    runs = _find_runs(args.runs)
+    runs = _find_runs(args.runs, args.until)
     report = build_report(
         runs,
         args.metric,

@@ -198,7 +198,7 @@ def collect_scores(runs: Sequence[RunRecord], options: Options) -> Scores:
     variants = variant_labels(runs)
     by_task: dict[str, list[tuple[RunRecord, list[dict[str, Any]]]]] = {}
     for run in runs:
-        records = run.folder.episodes()
+        records = run.episodes()
         if records is None:
             why = f"no {EPISODES_FILE} (logged before per-episode values were; "
             why += "its means are in the tables)"

@@ -54,6 +54,7 @@ class RunRecord:
     config: dict[str, Any]
     events: list[dict[str, Any]]
     summary: dict[str, Any] | None
+    until: int | None = None  # read only up to this t_env (``truncated``)
 
     @property
     def env(self) -> str:
@@ -94,6 +95,22 @@ class RunRecord:
     def folder(self) -> RunFolder:
         """The run folder, for the files not read here (``episodes.jsonl``)."""
         return RunFolder(self.path)
+
+    def episodes(self) -> list[dict[str, Any]] | None:
+        """The records of ``episodes.jsonl`` up to ``until``, or None for a run without
+        that file (one logged before per-episode values were)."""
+        records = self.folder.episodes()
+        if records is None or self.until is None:
+            return records
+        return [r for r in records if float(r["t_env"]) <= self.until]
+
+    def truncated(self, until: int) -> RunRecord:
+        """The run as it stood after ``until`` environment steps: its events and test
+        episodes up to then, its last test there as its final one. It counts as finished
+        if it got that far; its own summary (written at its end) is left out."""
+        events = [e for e in self.events if float(e["t_env"]) <= until]
+        reached = max((float(e["t_env"]) for e in self.events), default=0.0) >= until
+        return RunRecord(self.path, self.config, events, {"finished": reached}, until)
 
     def final_metrics(self, last: int = 1) -> dict[str, float]:
         """The run's last test metrics: summary.json's, else the last test event's.
@@ -148,12 +165,16 @@ def load_run(path: str | Path) -> RunRecord:
     return RunRecord(folder.path, folder.config_mapping(), folder.metrics(), folder.summary())
 
 
-def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
+def find_runs(paths: Iterable[str | Path], until: int | None = None) -> list[RunRecord]:
     """Run folders named directly, or found (recursively) under the folders named.
 
     A sweep's output folder or a whole ``runs/`` folder can be passed as is; only runs
-    that logged (hold a ``metrics.jsonl``) count.
+    that logged (hold a ``metrics.jsonl``) count. ``until``: every run as it stood after
+    that many environment steps (``RunRecord.truncated``), to compare runs of different
+    budgets at the same one.
     """
+    if until is not None and until < 1:
+        raise ConfigError(f"until must be a number of environment steps >= 1, got {until}")
     found: dict[Path, RunRecord] = {}
     for raw in paths:
         path = Path(raw)
@@ -172,7 +193,8 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
             + ", ".join(str(p) for p in paths)
         )
     runs = sorted(found.values(), key=lambda r: (r.env, r.map_name or "", r.algo, r.seed))
-    return _one_run_per_seed(runs)
+    runs = _one_run_per_seed(runs)
+    return runs if until is None else [r.truncated(until) for r in runs]
 
 
 def _one_run_per_seed(runs: list[RunRecord]) -> list[RunRecord]:

@@ -60,7 +60,7 @@ def marl_eval_data(runs: Sequence[RunRecord]) -> tuple[dict[str, Any], list[tupl
     left_out: list[tuple[str, str]] = []
     variants = variant_labels(runs)
     for run in runs:
-        records = run.folder.episodes() or []
+        records = run.episodes() or []
         if not any(r.get("source") == "test" for r in records):
             left_out.append((run.path.name, f"no test episodes in {EPISODES_FILE}"))
             continue

@@ -54,7 +54,7 @@ def _limit(run: RunRecord) -> int | None:
 def run_outcomes(run: RunRecord, last: int, name: str | None = None) -> list[Outcomes] | str:
     """Each network's outcomes over the run's last ``last`` tests (teacher first), or why
     there are none. ``name``: the run's label in the rows (default: its folder's name)."""
-    records = run.folder.episodes()
+    records = run.episodes()
     if records is None:
         return f"no {EPISODES_FILE} (logged before per-episode values were)"
     tests = [r for r in records if r.get("source") == "test"]

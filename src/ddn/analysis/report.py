@@ -443,6 +443,10 @@ def build_report(
     notes = [f"{len(runs)} runs; cells: mean ± {spread} over seeds (n = seeds)"]
     if last > 1:
         notes.append(f"a run's final value: the mean of its last {last} tests")
+    until = sorted({r.until for r in runs if r.until is not None})
+    if until:
+        steps = " / ".join(f"{u:,}" for u in until)
+        notes.append(f"every run as it stood after {steps} environment steps (--until)")
     unfinished = [r for r in runs if not r.finished]
     if unfinished:
         notes.append(
