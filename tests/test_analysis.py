@@ -279,6 +279,13 @@ def test_report_tables_1_and_2(runs, tmp_path):
     mean, std, n = cells[("table1", "matrix", "VDN", "", "+DDN (GGN)")]
     assert (mean, n) == (pytest.approx(0.9), 2)
     assert std == pytest.approx(np.std([0.8, 1.0], ddof=1))
+    # DDN minus VDN per seed, over the seeds both have (0 and 1; VDN's seed 2 has no
+    # partner): GGN 0.8 - 0.2 and 1.0 - 0.4, LPN 0.6 - 0.2 and 0.9 - 0.4.
+    mean, std, n = cells[("table1", "matrix", "VDN", "", "GGN − base")]
+    assert (mean, std, n) == (pytest.approx(0.6), pytest.approx(0.0), 2)
+    mean, std, n = cells[("table1", "matrix", "VDN", "", "LPN − base")]
+    assert (mean, n) == (pytest.approx(0.45), 2)
+    assert std == pytest.approx(np.std([0.4, 0.5], ddof=1))
     assert cells[("table2", "matrix", "VDN_DDN", "", "student (LPN)")][0] == pytest.approx(0.75)
     rate = cells[("table2", "matrix", "VDN_DDN", "", "transfer rate")]
     assert rate[0] == pytest.approx((0.6 / 0.8 + 0.9 / 1.0) / 2) and rate[2] == 2

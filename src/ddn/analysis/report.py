@@ -222,6 +222,21 @@ class _Scenarios:
         values = [v for v in values if v is not None]
         return Cell(values) if values else None
 
+    def paired(
+        self, base: Sequence[RunRecord], other: Sequence[RunRecord], base_metric: str, metric: str
+    ) -> Cell | None:
+        """Per seed, ``other``'s final ``metric`` minus ``base``'s final ``base_metric``,
+        over the seeds both have. Paired because seed s of both methods draws the same
+        environment and exploration streams; its interval is then Student t over the
+        per-seed differences (n - 1 degrees of freedom)."""
+        finals = {r.seed: r.final_metrics(self.last).get(base_metric) for r in base}
+        values = []
+        for run in other:
+            mine, theirs = run.final_metrics(self.last).get(metric), finals.get(run.seed)
+            if mine is not None and theirs is not None:
+                values.append(mine - theirs)
+        return Cell(values) if values else None
+
     def header_metric(self, names: Sequence[str]) -> str:
         kinds = {self.metric[n] for n in names}
         return "win rate" if kinds == {"win_rate"} else ", ".join(sorted(kinds))
@@ -285,6 +300,8 @@ def _table1(sc: _Scenarios) -> Table | str:
                     sc.cell(plain_runs, m),
                     sc.cell(ddn_runs, m),
                     sc.cell(ddn_runs, student),
+                    sc.paired(plain_runs, ddn_runs, m, m),
+                    sc.paired(plain_runs, ddn_runs, m, student),
                 ]
                 rows.append(([name, label], cells))
                 names.append(name)
@@ -293,11 +310,14 @@ def _table1(sc: _Scenarios) -> Table | str:
     return Table(
         "table1",
         f"Table 1: base method vs +DDN ({sc.header_metric(names)})",
-        ["scenario", "algorithm", "base", "+DDN (GGN)", "+DDN (LPN)"],
+        ["scenario", "algorithm", "base", "+DDN (GGN)", "+DDN (LPN)", "GGN − base",
+         "LPN − base"],
         2,
         rows,
         sc.digits(names),
-    )
+        note="GGN − base, LPN − base: per seed, DDN's final value minus the base's of the "
+        "same seed (the seeds both have), then mean ± spread over seeds.",
+    )  # fmt: skip
 
 
 def _table2(sc: _Scenarios) -> Table | str:
