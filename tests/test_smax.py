@@ -76,6 +76,8 @@ def test_unknown_map_lists_valid_maps() -> None:
         ddn.envs.make("smax", num_envs=2, episode_limit=0)
     with pytest.raises(ValueError, match="scale_features must be true or false"):
         ddn.envs.make("smax", num_envs=2, scale_features="yes")
+    with pytest.raises(ValueError, match="shields must be true or false"):
+        ddn.envs.make("smax", num_envs=2, map_name="3s_vs_5z", shields=1)
 
 
 def test_map_list_matches_jaxmarl() -> None:

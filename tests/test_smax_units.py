@@ -55,10 +55,11 @@ def enemy_slot(target: int) -> int:
 class Lab:
     """The lab scenario's engine, jitted, with helpers to set up and step a battle.
 
-    ``map_name`` builds a :data:`UNITS_MAPS` scenario instead (units start at ``FAR``'s
-    first places, not at the map's layout)."""
+    ``map_name`` builds a :data:`UNITS_MAPS` scenario, or one of JaxMARL's maps on SMAX's
+    six unit types, instead (units start at ``FAR``'s first places, not at the map's
+    layout); ``shields`` is the engine's (None: the map's own)."""
 
-    def __init__(self, map_name: str | None = None) -> None:
+    def __init__(self, map_name: str | None = None, shields: bool | None = None) -> None:
         from ddn.envs.smax import compiled
 
         compiled._import_jax()
@@ -74,10 +75,15 @@ class Lab:
             enemy_types=(0, 1, su.SPINE_CRAWLER, su.MEDIVAC),
             episode_limit=100,
         )
-        if map_name is not None:
-            lab = dataclasses.replace(su.UNITS_MAPS[map_name], positions=None)
+        scenario, n_types = lab.scenario(), su.NUM_UNIT_TYPES
+        if map_name in su.UNITS_MAPS:
+            scenario = dataclasses.replace(su.UNITS_MAPS[map_name], positions=None).scenario()
+        elif map_name is not None:
+            from jaxmarl.environments.smax.smax_env import map_name_to_scenario
+
+            scenario, n_types = map_name_to_scenario(map_name), su.NUM_SMAX_TYPES
         self.wrapper = enemy.UnitsHeuristicEnemySMAX(
-            scenario=lab.scenario(), max_steps=100, num_unit_types=su.NUM_UNIT_TYPES
+            scenario=scenario, max_steps=100, num_unit_types=n_types, shields=shields
         )
         self.engine = self.wrapper._env
         self.agents = list(self.engine.agents)
@@ -338,6 +344,32 @@ def test_shields_soak_damage_first_and_a_hit_restarts_the_wait(duel: Lab) -> Non
     for _ in range(CALM_STEPS + 80):
         s, _, _ = duel.step(s)
     assert hp(s, 0) == 145.0  # 65 HP + 80 shield
+
+
+def test_smax_maps_get_sc2_shields_only_when_asked() -> None:
+    """``shields=True`` on a JaxMARL map: SC2's shields on SMAX's folded health (the
+    stalker's top 80 of 160, the zealot's top 50 of 150), recharging as on 2s_vs_1sc;
+    by default SMAX's maps have none and the engine stays SMAX's."""
+    from ddn.envs.smax import compiled
+
+    compiled._import_jax()
+    from ddn.envs.smax import enemy
+
+    plain = enemy.make_heuristic_env("3s_vs_5z", 100, "closest")._env
+    assert not plain.extended and not np.array(plain.unit_type_shields).any()
+    kite = Lab("3s_vs_5z", shields=True)  # stalkers 0-2, zealots 3-7
+    assert kite.engine.extended
+    assert [float(x) for x in kite.start.unit_shield] == [80.0] * 3 + [50.0] * 5
+    # A stalker and a zealot that lost their whole shield and some HP, far from anyone.
+    s = kite.state(unit_health={0: 60.0, 3: 90.0}, unit_shield={0: 0.0, 3: 0.0})
+    for _ in range(CALM_STEPS - 1):
+        s, _, _ = kite.step(s)
+    assert (hp(s, 0), hp(s, 3)) == (60.0, 90.0)  # 9.5 s without damage: not yet
+    for _ in range(1 + 80):
+        s, _, _ = kite.step(s)
+    # The shields came back on top of the HP left (60 + 80, 90 + 50), the HP did not.
+    assert (hp(s, 0), hp(s, 3)) == (140.0, 140.0)
+    assert (hp(s, 1), hp(s, 4)) == (160.0, 150.0)  # untouched units stay full
 
 
 # ------------------------------------------------------------------ spine crawler

@@ -73,6 +73,7 @@ class CompiledSMAX:
         scale_features: bool,
         privileged_obs: bool = False,
         sight_range: float | None = None,
+        shields: bool | None = None,
     ):
         jax, jnp, enemy = _import_jax()
         self.jax, self.jnp = jax, jnp
@@ -80,6 +81,7 @@ class CompiledSMAX:
             map_name,
             max_steps=episode_limit - 1,  # see ddn.envs.smax.env.DEFAULT_EPISODE_LIMIT
             attack_mode=attack_mode,
+            shields=shields,
         )
         self.env = env
         self.agents: list[str] = list(env.agents)

@@ -93,11 +93,14 @@ class UnitsHeuristicEnemySMAX(HeuristicEnemySMAX):
         *,
         num_unit_types: int = NUM_UNIT_TYPES,
         layout: UnitsMap | None = None,
+        shields: bool | None = None,
         **env_kwargs: Any,
     ) -> None:
         super().__init__(enemy_shoots=enemy_shoots, attack_mode=attack_mode, **env_kwargs)
         # The parent built a plain SMAX inside itself; rebuild on the extended engine.
-        self._env = UnitsSMAX(num_unit_types=num_unit_types, layout=layout, **env_kwargs)
+        self._env = UnitsSMAX(
+            num_unit_types=num_unit_types, layout=layout, shields=shields, **env_kwargs
+        )
         self.observation_spaces = {i: self._env.observation_spaces[i] for i in self.agents}
         self.action_spaces = {i: self._env.action_spaces[i] for i in self.agents}
         base = create_heuristic_policy(self._env, 1, shoot=enemy_shoots, attack_mode=attack_mode)
@@ -107,8 +110,11 @@ class UnitsHeuristicEnemySMAX(HeuristicEnemySMAX):
         return self._env.defeated(state.state)
 
 
-def make_heuristic_env(map_name: str, max_steps: int, attack_mode: str) -> UnitsHeuristicEnemySMAX:
-    """The heuristic-enemy environment of any SMAX map, JaxMARL's or :data:`UNITS_MAPS`'."""
+def make_heuristic_env(
+    map_name: str, max_steps: int, attack_mode: str, shields: bool | None = None
+) -> UnitsHeuristicEnemySMAX:
+    """The heuristic-enemy environment of any SMAX map, JaxMARL's or :data:`UNITS_MAPS`'.
+    ``shields``: SC2's shields on or off (None: the map's own, see :class:`UnitsSMAX`)."""
     if map_name in UNITS_MAPS:
         layout = UNITS_MAPS[map_name]
         return UnitsHeuristicEnemySMAX(
@@ -117,6 +123,7 @@ def make_heuristic_env(map_name: str, max_steps: int, attack_mode: str) -> Units
             attack_mode=attack_mode,
             num_unit_types=NUM_UNIT_TYPES,
             layout=layout,
+            shields=shields,
         )
     # JaxMARL's maps keep SMAX's six unit types: same tensors, same SMACv2 unit draws.
     return UnitsHeuristicEnemySMAX(
@@ -124,4 +131,5 @@ def make_heuristic_env(map_name: str, max_steps: int, attack_mode: str) -> Units
         max_steps=max_steps,
         attack_mode=attack_mode,
         num_unit_types=NUM_SMAX_TYPES,
+        shields=shields,
     )

@@ -92,6 +92,9 @@ class UnitsSMAX(SMAX):
     range; health never exceeds its maximum. Heals come after the world step's damage, so
     a unit killed in a world step is not healed back.
 
+    ``shields=True`` gives SMAX's own maps SC2's shields too: the top 80 of a stalker's 160
+    health and the top 50 of a zealot's 150 soak damage first and recharge as above.
+
     With SMAX's six unit types (JaxMARL's maps) no rule has anything to act on and each
     would compute exactly SMAX's result; the passes are then skipped for speed (run, they
     cost 25-30% of the step on 3m and 3s5z). :attr:`skip_unused_rules` ``= False`` runs them
@@ -107,6 +110,7 @@ class UnitsSMAX(SMAX):
         *,
         num_unit_types: int = NUM_UNIT_TYPES,
         layout: UnitsMap | None = None,
+        shields: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**unit_tables(num_unit_types), **kwargs)
@@ -120,11 +124,13 @@ class UnitsSMAX(SMAX):
         self.unit_type_health_regen = jnp.array(HEALTH_REGEN[:n])
         self.unit_type_start_energy = jnp.array(START_ENERGY[:n])
         self.unit_type_max_energy = jnp.array(MAX_ENERGY[:n])
-        # SMAX's own maps (six-type table) keep its shieldless stalker.
-        shields = SHIELD[:n] if n == NUM_UNIT_TYPES else (0.0,) * n
-        self.unit_type_shields = jnp.array(shields)
+        # ``shields`` None: SMAX's own maps (six-type table) keep its shieldless units,
+        # ddn's maps have SC2's; True or False: SC2's shields on or off whatever the map.
+        with_shields = n == NUM_UNIT_TYPES if shields is None else shields
+        shield_of_type = SHIELD[:n] if with_shields else (0.0,) * n
+        self.unit_type_shields = jnp.array(shield_of_type)
         special = any(FLAGS["flying"][:n] + FLAGS["immobile"][:n]) or any(HEAL_RATE[:n])
-        special = special or any(HEALTH_REGEN[:n]) or any(shields)
+        special = special or any(HEALTH_REGEN[:n]) or any(shield_of_type)
         #: Python-level: whether the new rules run (see :attr:`skip_unused_rules`).
         self.extended = special or not self.skip_unused_rules
 

@@ -96,6 +96,7 @@ def _build(
     scale_features: bool,
     privileged_obs: bool,
     sight_range: float | None,
+    shields: bool | None,
 ) -> CompiledSMAX:
     """One compiled simulator per configuration.
 
@@ -103,7 +104,7 @@ def _build(
     constructions in tests, share one ``jax.jit`` cache instead of recompiling.
     """
     return CompiledSMAX(
-        map_name, episode_limit, attack_mode, scale_features, privileged_obs, sight_range
+        map_name, episode_limit, attack_mode, scale_features, privileged_obs, sight_range, shields
     )
 
 
@@ -160,6 +161,14 @@ class SMAX(VecEnv):
     block, wherever it is) do not. It reaches CTDS's sight-2 student and IGM-DA's
     zero-sight learner (docs/rivals.md).
 
+    ``shields`` (default ``None``: the map's own) switches SC2's plasma shields on or off.
+    SMAX's own maps have none: a stalker's 160 health and a zealot's 150 never come back.
+    ``True`` gives them SC2's: the top 80 of a stalker's health and the top 50 of a
+    zealot's take damage first and recharge 2 per second after 10 s without damage, as on
+    ddn's 2s_vs_1sc (where they are on by default). Observations still show the total
+    health fraction. It is a departure from SMAX toward SMAC: on 3s_vs_5z, kiting
+    stalkers get their shields back as in the game (docs/smax.md#shields-on-smaxs-maps).
+
     Returned tensors may share memory with JAX buffers: treat them as read-only.
     """
 
@@ -176,6 +185,7 @@ class SMAX(VecEnv):
         scale_features: bool = True,
         privileged_obs: bool = False,
         sight_range: float | None = None,
+        shields: bool | None = None,
     ):
         super().__init__(num_envs, seed, device)
         if map_name not in SMAX_MAPS:
@@ -197,6 +207,7 @@ class SMAX(VecEnv):
         self.scale_features = check_bool("scale_features", scale_features)
         self.privileged_obs = check_bool("privileged_obs", privileged_obs)
         self.sight_range = check_sight_range(sight_range)
+        self.shields = None if shields is None else check_bool("shields", shields)
         self._sim = _build(
             map_name,
             self.episode_limit,
@@ -204,6 +215,7 @@ class SMAX(VecEnv):
             self.scale_features,
             self.privileged_obs,
             self.sight_range,
+            self.shields,
         )
         self.spec = self._sim.spec
         self.jaxmarl_env = self._sim.env

@@ -70,14 +70,15 @@ FLAGS: dict[str, tuple[bool, ...]] = {
 HEAL_RATE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 12.6, 0.0)
 #: Health regenerated per second (a zerg building on creep: the spine crawler).
 HEALTH_REGEN = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.38)
-#: Plasma shields: the part of a unit's health that regenerates out of combat. SMAX's
-#: stalker folds its 80 HP + 80 shields into 160 health that never regenerates, and its
-#: own maps keep it so (they must not change); on the eight-type table (MMM2 and
-#: 2s_vs_1sc, where only 2s_vs_1sc has a protoss unit) the top 80 of the stalker's 160 is
-#: shield. SC2: shields take damage first and regenerate at 2 per second once the unit
-#: has taken no damage for 10 s (normal speed, the time base of the stalker's and the
-#: crawler's cooldowns here; docs/smax.md).
-SHIELD = (0.0, 0.0, 80.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+#: Plasma shields: the part of a unit's health that regenerates out of combat. SMAX folds
+#: the stalker's 80 HP + 80 shields into 160 health and the zealot's 100 + 50 into 150,
+#: none of which regenerates, and its own maps keep it so unless asked (SMAX's
+#: ``shields`` parameter); on the eight-type table (MMM2 and 2s_vs_1sc, where only
+#: 2s_vs_1sc has a protoss unit) the top 80 of the stalker's 160 is shield. SC2: shields
+#: take damage first and regenerate at 2 per second once the unit has taken no damage for
+#: 10 s (normal speed, the time base of the stalker's and the crawler's cooldowns here;
+#: docs/smax.md).
+SHIELD = (0.0, 0.0, 80.0, 50.0, 0.0, 0.0, 0.0, 0.0)
 SHIELD_REGEN = 2.0  #: shield points per second once regenerating
 SHIELD_DELAY = 10.0  #: seconds without damage before shields regenerate
 #: Energy at the start of a battle and its maximum (only the medivac has energy).
