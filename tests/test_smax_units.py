@@ -167,10 +167,12 @@ def test_smax_units_keep_jaxmarls_numbers_and_new_ones_are_the_specs(lab: Lab) -
     assert row["unit_type_velocities"] == (3.5, 0.0)
     assert float(row["unit_type_weapon_cooldowns"][0]) > 0  # observations divide by it
     assert row["unit_type_attacks"][1] == 25.0
-    # Shields: the stalker's top 80 of 160 on the new maps' table, none on SMAX's own.
-    stalker = 2
-    assert float(np.asarray(eight["unit_type_health"])[stalker]) == 160.0
-    assert su.SHIELD[stalker] == 80.0 and sum(su.SHIELD) == 80.0
+    # Shields (on for the new maps' table, on SMAX's own when asked): the stalker's top
+    # 80 of 160 and the zealot's top 50 of 150, SC2's; no other unit has any.
+    stalker, zealot = 2, 3
+    health = np.asarray(eight["unit_type_health"])
+    assert (float(health[stalker]), float(health[zealot])) == (160.0, 150.0)
+    assert (su.SHIELD[stalker], su.SHIELD[zealot]) == (80.0, 50.0) and sum(su.SHIELD) == 130.0
     assert (su.SHIELD_REGEN, su.SHIELD_DELAY) == (2.0, 10.0)
 
 
