@@ -1,10 +1,10 @@
 """How test battles ended: won, lost, or timed out (``ddn report --outcomes``).
 
 A win rate near 0 can mean agents that lose every battle or agents that fight well but
-run out of time: on SMAX's 3s_vs_5z, whose battles time out after 101 steps (SMAC's after
-250), the bases' battles mostly timed out, and at the longer limit every battle VDN seed
-0 won took more than 101 steps (docs/results.md, Table 1). This table tells the two apart, per run
-and network, from each test battle's length and win in the run's ``episodes.jsonl``:
+run out of time (on SMAX's 3s_vs_5z, whose battles time out after 101 steps where SMAC's
+last 250, slowly winning agents mostly time out: docs/results.md, Table 1). This table
+tells the two apart, per run and network, from each test battle's length and win in the
+run's ``episodes.jsonl``:
 
 - **won**: the battle was won;
 - **lost**: it ended before the episode limit without a win (on SMAC/SMAX: the allies
