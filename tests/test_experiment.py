@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -314,11 +316,40 @@ def test_resume_without_saved_buffer_refills_it(tmp_path):
     first = list_checkpoints(run)[0]
     for t in list_checkpoints(run)[1:]:
         shutil.rmtree(run / "checkpoints" / str(t))
-    exp = Experiment.resume(run, progress=False)
+    # A campaign turns save_buffer on for a run that outlives its machine: not another
+    # configuration, and every later checkpoint holds the buffer.
+    exp = Experiment.resume(run, progress=False, save_buffer=True)
     assert exp.t_env == first and exp.buffer.size == 0
     summary = exp.run()
     assert summary["finished"] and summary["t_env"] >= cfg.t_max
     assert_monotonic_per_kind(read_metrics(run / "metrics.jsonl"))
+    later = [t for t in list_checkpoints(run) if t > first]
+    assert later and all((run / "checkpoints" / str(t) / "buffer.pt").is_file() for t in later)
+    assert not (run / "checkpoints" / str(first) / "buffer.pt").exists()
+    assert Experiment.resume(run, progress=False, save_buffer=True).buffer.size > 0
+
+
+def test_a_resumed_runs_throughput_counts_only_its_own_steps(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    Experiment(tiny(), run, progress=False).run()
+    first = list_checkpoints(run)[0]
+    for t in list_checkpoints(run)[1:]:
+        shutil.rmtree(run / "checkpoints" / str(t))
+    # A clock that advances one second per reading: each window (from the resume or the
+    # last log to this log) lasts one second, so its throughput is its number of steps.
+    ticks = itertools.count()
+    clock = types.SimpleNamespace(perf_counter=lambda: float(next(ticks)))
+    monkeypatch.setattr("ddn.experiment.time", clock)
+    Experiment.resume(run, progress=False).run()
+    logs = [
+        e for e in read_metrics(run / "metrics.jsonl")
+        if "time/env_steps_per_s" in e and e["t_env"] > first
+    ]  # fmt: skip
+    assert logs
+    starts = [first] + [e["t_env"] for e in logs[:-1]]
+    assert [e["time/env_steps_per_s"] for e in logs] == [
+        e["t_env"] - start for e, start in zip(logs, starts, strict=True)
+    ]
 
 
 def test_resume_of_a_finished_run_does_nothing_new(tmp_path):

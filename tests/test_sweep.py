@@ -140,6 +140,27 @@ def test_rerun_skips_finished_and_resumes_unfinished(local_sweep, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_sweep_that_turns_on_save_buffer_resumes_its_runs_with_it(local_sweep, tmp_path):
+    """save_buffer says how a run executes, not what it computes: a campaign adds it to
+    the sweep of runs that outlive their machine, and they resume with it."""
+    out = tmp_path / "copy"
+    shutil.copytree(local_sweep, out)
+    victim = out / "matrix-default-vdn-0"
+    (victim / "summary.json").unlink()
+    for t in list_checkpoints(victim):
+        if t > 512:
+            shutil.rmtree(victim / "checkpoints" / str(t))
+    text = TINY.replace("save_model_interval=256]", "save_model_interval=256, save_buffer=true]")
+    assert main(["sweep", str(_write(tmp_path, text, "buffer.yaml")), "--out", str(out)]) == 0
+    status = _status(out)
+    assert status[victim.name]["status"] == "finished"
+    assert status[victim.name]["resumed_from"] == 512
+    assert {status[n]["status"] for n in NAMES - {victim.name}} == {"skipped"}
+    later = [t for t in list_checkpoints(victim) if t > 512]
+    assert later and all((victim / "checkpoints" / str(t) / "buffer.pt").is_file() for t in later)
+
+
+@pytest.mark.slow
 def test_runs_of_an_older_ddn_carry_on_and_changed_ones_are_refused(local_sweep, tmp_path, capsys):
     """A campaign spans ddn versions: config keys added since count as their defaults.
     A key whose value differs is another configuration, refused with one line."""

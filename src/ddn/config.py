@@ -546,8 +546,9 @@ def load(path: str | Path) -> Config:
 
 
 # Keys that say how a run executes, not what it computes: a checkpoint or a sweep's run
-# folder still belongs to a configuration that differs only in them.
-EXECUTION_KEYS = ("threads",)
+# folder still belongs to a configuration that differs only in them, and a resume may
+# change them (a campaign turns on ``save_buffer`` for runs that outlive a session).
+EXECUTION_KEYS = ("threads", "save_buffer")
 
 
 def differing_keys(saved: dict[str, Any], cfg: Config) -> list[str]:

@@ -279,14 +279,22 @@ class Experiment:
     # ------------------------------------------------------------------ resume
     @classmethod
     def resume(
-        cls, run_dir: str | Path, progress: bool = True, threads: int | None = None
+        cls,
+        run_dir: str | Path,
+        progress: bool = True,
+        threads: int | None = None,
+        save_buffer: bool | None = None,
     ) -> Experiment:
-        """Continue ``run_dir`` from its latest checkpoint; ``threads`` replaces the
-        thread count it recorded (e.g. on another machine)."""
+        """Continue ``run_dir`` from its latest checkpoint. ``threads`` replaces the
+        thread count it recorded (e.g. on another machine); ``save_buffer`` whether its
+        later checkpoints hold the replay buffer (a checkpoint without one resumes with
+        an empty buffer; from the next checkpoint on, resumes are exact)."""
         folder = RunFolder(run_dir).require()
         cfg = folder.config()
-        if threads is not None:
-            cfg = config_mod.from_dict({**cfg.to_dict(), "threads": threads})
+        given = {"threads": threads, "save_buffer": save_buffer}
+        given = {k: v for k, v in given.items() if v is not None}
+        if given:
+            cfg = config_mod.from_dict({**cfg.to_dict(), **given})
         exp = cls(cfg, folder.path, progress=progress)
         t_env, state, buffer = folder.load_checkpoint()
         exp.load_state(state, buffer)
@@ -360,6 +368,8 @@ class Experiment:
             self.collector.generator.set_state(state["rng"][EXPLORATION])
             self.buffer.generator.set_state(state["rng"][REPLAY])
         self._window = {k: v.tolist() for k, v in state["window"].items()}
+        # The throughput window restarts here: this process has made no step yet.
+        self._window_start = (time.perf_counter(), self.t_env)
         self._train_metrics = {k: v.tolist() for k, v in state.get("train_metrics", {}).items()}
         if buffer is not None:
             self.buffer.load_state_dict(buffer)

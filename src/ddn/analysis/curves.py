@@ -41,7 +41,7 @@ Panel = tuple[str | None, ...]
 # campaign differ in them when ddn gained or changed such a key between runs).
 _IGNORED_KEYS = frozenset({
     "seed", "device", "t_max", *EXECUTION_KEYS, "loggers", "keep_checkpoints",
-    "runaway_q_factor", "save_model", "save_model_interval", "save_buffer",
+    "runaway_q_factor", "save_model", "save_model_interval",
 })  # fmt: skip
 
 

@@ -44,7 +44,11 @@ def run_one(spec: RunSpec, run_dir: Path) -> int:
         return EXIT_OK
     if state == "resume":
         print(f"resuming {run_dir} from t_env={latest}", flush=True)
-        exp = Experiment.resume(run_dir, progress=False, threads=spec.threads)
+        # The sweep's execution keys apply to the resumed run (config.EXECUTION_KEYS).
+        cfg = spec.config()
+        exp = Experiment.resume(
+            run_dir, progress=False, threads=cfg.threads, save_buffer=cfg.save_buffer
+        )
     else:
         if run_dir.exists():  # leftovers of a run killed before its first checkpoint
             shutil.rmtree(run_dir)
