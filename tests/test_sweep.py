@@ -321,6 +321,25 @@ def test_the_shared_loop_retries_once_caps_runs_and_stops(tmp_path, capsys):
     assert result == {n: ("interrupted", 1, "") for n in "abc"}
 
 
+def test_the_eta_starts_from_where_a_resumed_run_resumes(tmp_path, monkeypatch):
+    """A resumed run's metrics are cut back to its checkpoint after the sweep's first
+    line has read them: the ETA counts the steps made from the checkpoint on."""
+    from ddn.sweep import state
+
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    metrics.parent.mkdir()
+    clock = iter([10.0, 50.0, 100.0])
+    monkeypatch.setattr(state.time, "monotonic", lambda: next(clock))
+    progress = state.Progress(1, 0, {"run": 100}, started=0.0)
+    metrics.write_text(json.dumps({"t_env": 40}) + "\n")  # logged before the kill
+    progress.line(tmp_path, ["run"])  # at 10 s
+    metrics.write_text(json.dumps({"t_env": 20}) + "\n")  # cut back to the checkpoint
+    progress.line(tmp_path, ["run"])  # at 50 s
+    metrics.write_text(json.dumps({"t_env": 60}) + "\n")
+    # 40 steps from the checkpoint in 100 s: the 40 left take 100 s more.
+    assert progress.line(tmp_path, ["run"]).endswith("60% of steps | elapsed 1:40 | ETA 1:40")
+
+
 def test_the_eta_counts_only_the_runs_left_to_run(tmp_path):
     """A resumed sweep's finished (skipped) runs are not work left: the fraction and the
     ETA are over the runs it runs, so half of the runs left done reads 50%, not 25%."""

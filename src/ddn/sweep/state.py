@@ -99,7 +99,9 @@ class Progress:
 
     def line(self, out: Path, names: list[str]) -> str:
         frac = self.steps_fraction(out, names)
-        if self._start_steps is None:
+        # The lowest fraction seen is the start: a resumed run cuts its logs back to its
+        # checkpoint only once it has started, after the first lines may have read them.
+        if self._start_steps is None or frac < self._start_steps:
             self._start_steps = frac
         elapsed = time.monotonic() - self.started
         gained = frac - self._start_steps
