@@ -104,6 +104,62 @@ def test_bad_sweep_file_is_one_error(tmp_path, capsys):
     assert main(["sweep", "no/such/sweep"]) == 2
 
 
+def test_runs_selects_by_pattern_and_a_pattern_matching_nothing_is_one_error(tmp_path, capsys):
+    path = _write(tmp_path)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--dry-run",
+                 "--runs", "*-vdn-1", "matrix-default-qmix-0"]) == 0  # fmt: skip
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["matrix-default-qmix-0", "matrix-default-vdn-1"]  # the file's order
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--runs", "*-iql-*"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ddn: error: --runs '*-iql-*' matches no run")
+    assert set(err.split("its runs: ")[1].split(", ")) == NAMES
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_two_sweeps_share_a_folder_each_with_its_runs(tmp_path):
+    """Each core its own `ddn sweep --runs` on one results folder: every run trains
+    once, the sweep file copied is the whole file, and the status holds every run."""
+    path, out = _write(tmp_path), tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--runs", "*-vdn-*"]) == 0
+    assert set(_layout(out)) == {n for n in NAMES if "-vdn-" in n}
+    assert {n for n, r in _status(out).items() if r["status"] == "finished"} == set(_layout(out))
+    assert main(["sweep", str(path), "--out", str(out), "--runs", "*-qmix-*"]) == 0
+    assert set(_layout(out)) == NAMES
+    assert {r["status"] for r in _status(out).values()} == {"finished"}
+    assert set(_status(out)) == NAMES
+    assert (out / "sweep.yaml").read_text() == TINY
+
+
+@pytest.mark.slow
+def test_a_run_another_process_trains_is_left_to_it(tmp_path):
+    from ddn.run_lock import lock_path
+    from ddn.sweep.state import IN_USE
+
+    out = tmp_path / "out"
+    busy = out / "matrix-default-vdn-0"
+    hold = (
+        "import fcntl, os, sys, time\nfh = open(sys.argv[1], 'a+')\n"
+        "fcntl.flock(fh, fcntl.LOCK_EX)\nfh.write(f'{os.getpid()}\\n'); fh.flush()\n"
+        "print('held', flush=True)\ntime.sleep(600)\n"
+    )
+    lock_path(busy).parent.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(lock_path(busy))],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        assert main(["sweep", str(_write(tmp_path)), "--out", str(out)]) == 0
+        status = _status(out)
+        assert status[busy.name]["status"] == IN_USE
+        assert status[busy.name]["error"] == f"pid {proc.pid}"
+        assert {status[n]["status"] for n in NAMES - {busy.name}} == {"finished"}
+        assert not busy.exists()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.slow
 def test_local_pool_runs_every_run(local_sweep):
     out = local_sweep

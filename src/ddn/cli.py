@@ -189,6 +189,11 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--time", help="--slurm: each job's time limit, e.g. 12:00:00")
     sw.add_argument("--cpus", type=int, help="--slurm: CPUs per job (default: threads)")
     sw.add_argument("--gpus", type=int, help="--slurm: GPUs per job (default: gpus, rounded up)")
+    sw.add_argument(
+        "--runs", nargs="+", metavar="PATTERN",
+        help="only the runs whose names match (shell patterns, e.g. '*-vdn-2'); "
+        "several sweeps may share one --out, each with its own runs",
+    )  # fmt: skip
     sw.add_argument("--list", action="store_true", help="list the packaged sweep files")
     sw.add_argument("--dry-run", action="store_true", help="print the runs and their state")
     return p

@@ -51,6 +51,7 @@ from ddn.provenance import record_start
 from ddn.rng import EXPLORATION, REPLAY, seeded_generator
 from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
 from ddn.run_folder import RunFolder
+from ddn.run_lock import run_lock
 from ddn.threads import apply_threads
 
 # 2: exploration and replay sampling draw from generators of their own (ddn.rng), saved
@@ -422,9 +423,14 @@ class Experiment:
         """Train to ``t_max``, or until a SIGINT/SIGTERM (then checkpoint and stop:
         ``finished`` is false and ``stopped_by`` holds the signal); returns the summary.
 
-        Raises :class:`TrainingError` when the run fails (its last good checkpoint kept)
-        and :class:`Aborted` on a second signal.
+        Raises :class:`TrainingError` when the run fails (its last good checkpoint kept),
+        :class:`Aborted` on a second signal and :class:`~ddn.run_lock.RunInUseError`
+        when another process trains into the same folder.
         """
+        with run_lock(self.run_dir):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         cfg = self.cfg
         self.stopped_by = None
         if self._resumed_from is None:

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from ddn.config import ConfigError
+from ddn.run_lock import holder
 from ddn.sweep.scheduler import run_sweep
-from ddn.sweep.spec import load_sweep, packaged_sweeps
+from ddn.sweep.spec import load_sweep, packaged_sweeps, select_runs
 from ddn.sweep.state import run_state, summarize
 
 # The sweep's exit status when it or a run was stopped: 128 + SIGINT, as a shell reports
@@ -26,11 +27,16 @@ def main(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers must be >= 1")
     sweep = load_sweep(args.file)
+    if args.runs:
+        sweep = select_runs(sweep, args.runs)
     out = args.out or Path("sweeps") / sweep.name
     if args.dry_run:
         for spec in sweep.runs:
             state, latest = run_state(out / spec.name)
             extra = f" from t_env={latest}" if latest is not None else ""
+            pid = holder(out / spec.name)
+            if pid is not None:
+                extra += f", in use by pid {pid}"
             print(f"{spec.name:<60} {state}{extra}  {' '.join(spec.overrides)}")
         return 0
     slurm = None
@@ -46,9 +52,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         outcomes = run_sweep(sweep, out, args.workers, args.ray, slurm=slurm)
     except KeyboardInterrupt:
+        runs = f" --runs {' '.join(repr(r) for r in args.runs)}" if args.runs else ""
         print(
             f"[sweep] stopped; run the same command again to resume: ddn sweep {args.file} "
-            f"--out {out}",
+            f"--out {out}{runs}",
             file=sys.stderr,
         )
         return EXIT_STOPPED

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ddn.run_lock import holder
 from ddn.sweep.spec import RunSpec, Sweep
-from ddn.sweep.state import Outcome, Progress, check_existing, run_state, write_status
+from ddn.sweep.state import IN_USE, Outcome, Progress, check_existing, run_state, write_status
 from ddn.sweep.worker import EXIT_INTERRUPTED, EXIT_OK, last_error
 
 if TYPE_CHECKING:
@@ -145,13 +146,17 @@ def run_sweep(
     for spec in sweep.runs:
         state, latest = run_state(out / spec.name)
         log = str(out / "logs" / f"{spec.name}.log")
+        pid = holder(out / spec.name)
         if state == "finished":
             outcomes[spec.name] = Outcome(spec.name, "skipped", log=log)
+        elif pid is not None:  # another sweep or `ddn train` is training it: left to it
+            outcomes[spec.name] = Outcome(spec.name, IN_USE, log=log, error=f"pid {pid}")
         else:
             outcomes[spec.name] = Outcome(spec.name, "pending", resumed_from=latest, log=log)
             todo.append(spec)
     t_max = {s.name: s.config().t_max for s in sweep.runs}
-    progress = Progress(len(sweep.runs), len(sweep.runs) - len(todo), t_max)
+    skipped = sum(o.status == "skipped" for o in outcomes.values())
+    progress = Progress(len(todo) + skipped, skipped, t_max)
     limit = workers or len(todo)  # Ray's resources and Slurm decide; --workers caps them
     backend: Backend
     if slurm is not None:

@@ -23,7 +23,8 @@ loop, so a sweep stopped half way has a first seed of every setting.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import fnmatch
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,17 @@ def load_sweep(path: str | Path) -> Sweep:
         except ConfigError as exc:
             raise ConfigError(f"{path}: run {run.name}: {exc}") from None
     return Sweep(str(data.get("name") or path.stem), runs, threads, gpus, path)
+
+
+def select_runs(sweep: Sweep, patterns: list[str]) -> Sweep:
+    """The sweep cut to the runs whose names match one of ``patterns`` (shell patterns:
+    ``'*-vdn-2'``), in the file's order; a pattern that matches none is an error."""
+    names = [r.name for r in sweep.runs]
+    for pattern in patterns:
+        if not fnmatch.filter(names, pattern):
+            raise ConfigError(
+                f"--runs {pattern!r} matches no run of sweep {sweep.name!r}; its runs: "
+                f"{', '.join(names)}"
+            )
+    runs = [r for r in sweep.runs if any(fnmatch.fnmatchcase(r.name, p) for p in patterns)]
+    return replace(sweep, runs=runs)

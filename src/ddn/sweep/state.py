@@ -3,6 +3,7 @@ and ``sweep_status.json``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -17,6 +18,8 @@ from ddn.sweep.spec import RunSpec, Sweep
 
 RunState = Literal["finished", "resume", "new"]
 STATUS_FILE = "sweep_status.json"
+# A run another process trains into now (its folder's lock is held): this sweep leaves it.
+IN_USE = "in use"
 # The progress line is printed when something changes (a run starts or ends) and at
 # most this often otherwise: often enough to watch, rare enough for a log file.
 PROGRESS_EVERY_S = 5.0
@@ -57,7 +60,7 @@ class Outcome:
     """One run's result in this sweep, as ``sweep_status.json`` records it."""
 
     name: str
-    status: str  # pending | finished | skipped | failed | interrupted
+    status: str  # pending | finished | skipped | failed | interrupted | in use
     attempts: int = 0
     resumed_from: int | None = None
     seconds: float = 0.0
@@ -125,15 +128,24 @@ class Progress:
 
 
 def write_status(out: Path, sweep: Sweep, outcomes: list[Outcome]) -> None:
-    """``<out>/sweep_status.json``, replaced atomically (a reader never sees it cut)."""
-    data = {
-        "sweep": sweep.name,
-        "source": str(sweep.source),
-        "runs": [asdict(o) for o in outcomes],
-    }
-    tmp = out / f"{STATUS_FILE}.tmp"
+    """``<out>/sweep_status.json``, replaced atomically (a reader never sees it cut).
+
+    Several sweeps may share ``out`` (each with its own ``--runs``): the entries of runs
+    this one did not run are kept as the others wrote them, unless this one saw them in
+    use (then the other's entry is newer)."""
+    path = out / STATUS_FILE
+    ours = {o.name: asdict(o) for o in outcomes if o.status != IN_USE}
+    runs = []
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        earlier = json.loads(path.read_text())
+        if earlier["sweep"] == sweep.name:
+            runs = [r for r in earlier["runs"] if r["name"] not in ours]
+    known = {r["name"] for r in runs}
+    runs += [asdict(o) for o in outcomes if o.name in ours or o.name not in known]
+    data = {"sweep": sweep.name, "source": str(sweep.source), "runs": runs}
+    tmp = out / f"{STATUS_FILE}.{os.getpid()}.tmp"  # one per process: sweeps may share out
     tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, out / STATUS_FILE)
+    os.replace(tmp, path)
 
 
 def summarize(outcomes: list[Outcome]) -> str:
@@ -151,4 +163,6 @@ def summarize(outcomes: list[Outcome]) -> str:
         if o.status == "failed":
             lines.append(f"  FAILED {o.name} after {o.attempts} attempts: {o.error}")
             lines.append(f"         log: {o.log}")
+        elif o.status == IN_USE:
+            lines.append(f"  {o.name}: trained by another process ({o.error}); left to it")
     return "\n".join(lines)
