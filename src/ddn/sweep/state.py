@@ -130,11 +130,11 @@ class Progress:
 def write_status(out: Path, sweep: Sweep, outcomes: list[Outcome]) -> None:
     """``<out>/sweep_status.json``, replaced atomically (a reader never sees it cut).
 
-    Several sweeps may share ``out`` (each with its own ``--runs``): the entries of runs
-    this one did not run are kept as the others wrote them, unless this one saw them in
-    use (then the other's entry is newer)."""
+    Several sweeps may share ``out`` (each with its own ``--runs``): the entries of the
+    runs this one did not run, whether left out or found in use, stay as the sweeps that
+    ran them wrote them."""
     path = out / STATUS_FILE
-    ours = {o.name: asdict(o) for o in outcomes if o.status != IN_USE}
+    ours = {o.name for o in outcomes if o.status != IN_USE}
     runs = []
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         earlier = json.loads(path.read_text())
