@@ -65,6 +65,9 @@ results: $(STAMP)
 	$(VENV)/bin/ddn report results --interval ci --out docs/results/all
 	$(VENV)/bin/ddn plot results/figure5 results/ddn_choices/*-ddn-default-* --panels base \
 	  --band ci --out docs/images/results/figure5_paper
+	$(VENV)/bin/ddn plot results/table1_smac_limit/smax-3s_vs_5z-vdn-* \
+	  results/p_vs_r_smax/smax-3s_vs_5z-vdn-* --band std \
+	  --out docs/images/results/p_vs_r_smax_with_r
 
 clean:
 	rm -rf $(VENV) demo runs
