@@ -47,7 +47,11 @@ def holder(run_dir: str | Path) -> int | None:
     path = lock_path(run_dir)
     if fcntl is None or path in _held or not path.exists():
         return None
-    with path.open("a+") as fh:
+    try:
+        fh = path.open("a+")
+    except OSError:  # unreadable here (permissions): training it will say so
+        return None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
