@@ -50,7 +50,7 @@ from ddn.logging import RunLogger, json_value
 from ddn.provenance import record_start
 from ddn.rng import EXPLORATION, REPLAY, seeded_generator
 from ddn.rollout import Collector, EpsilonSchedule, RolloutStats
-from ddn.run_folder import RunFolder
+from ddn.run_folder import RunFolder, unwritable
 from ddn.run_lock import run_lock
 from ddn.threads import apply_threads
 
@@ -445,11 +445,7 @@ class Experiment:
             )
             code = record_start(self.run_dir, self.t_env)
         except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise ConfigError(
-                f"cannot write to run folder {self.run_dir} ({where}{exc.strerror}); free disk "
-                "space or fix its permissions, or choose another --out"
-            ) from None
+            raise unwritable(self.run_dir, exc) from None
         bar = tqdm(
             total=cfg.t_max, initial=min(self.t_env, cfg.t_max), unit="step",
             unit_scale=True, dynamic_ncols=True, disable=not self.progress,

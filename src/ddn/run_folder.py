@@ -26,7 +26,7 @@ from typing import Any
 
 from ddn import config as config_mod
 from ddn.checkpoint import CHECKPOINTS_FOLDER, CheckpointError, list_checkpoints, load_checkpoint
-from ddn.config import Config
+from ddn.config import Config, ConfigError
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -46,6 +46,15 @@ TEST_MARKER = "test/return_mean"
 # (an event is a few hundred bytes), so a sweep's progress line stays cheap however long
 # the log grows.
 TAIL_BYTES = 4096
+
+
+def unwritable(run_dir: str | Path, exc: OSError) -> ConfigError:
+    """The one error for a run folder (or its lock) that cannot be written."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return ConfigError(
+        f"cannot write to run folder {run_dir} ({where}{exc.strerror}); free disk space or "
+        "fix its permissions, or choose another --out"
+    )
 
 
 class MetricsError(ValueError):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from ddn.config import ConfigError
+from ddn.run_folder import unwritable
 
 try:
     import fcntl
@@ -78,11 +79,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
             path.parent.mkdir(parents=True, exist_ok=True)
             fh = path.open("a+")
         except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise ConfigError(
-                f"cannot write to run folder {Path(run_dir)} ({where}{exc.strerror}); free "
-                "disk space or fix its permissions, or choose another --out"
-            ) from None
+            raise unwritable(run_dir, exc) from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
