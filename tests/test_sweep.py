@@ -118,43 +118,49 @@ def test_runs_selects_by_pattern_and_a_pattern_matching_nothing_is_one_error(tmp
 
 
 @pytest.mark.slow
-def test_two_sweeps_share_a_folder_each_with_its_runs(tmp_path):
-    """Each core its own `ddn sweep --runs` on one results folder: every run trains
-    once, the sweep file copied is the whole file, and the status holds every run."""
-    path, out = _write(tmp_path), tmp_path / "out"
-    assert main(["sweep", str(path), "--out", str(out), "--runs", "*-vdn-*"]) == 0
-    assert set(_layout(out)) == {n for n in NAMES if "-vdn-" in n}
-    assert {n for n, r in _status(out).items() if r["status"] == "finished"} == set(_layout(out))
-    assert main(["sweep", str(path), "--out", str(out), "--runs", "*-qmix-*"]) == 0
+def test_two_sweeps_share_a_folder_each_with_its_runs(local_sweep, tmp_path):
+    """Each core its own `ddn sweep --runs` on one results folder: each trains its runs,
+    the sweep file copied is the whole file, and the status keeps every run's entry."""
+    out = tmp_path / "copy"
+    shutil.copytree(local_sweep, out)
+    for name in ("matrix-default-vdn-1", "matrix-default-qmix-1"):
+        shutil.rmtree(out / name)
+    path = _write(tmp_path)
+    for name in ("matrix-default-vdn-1", "matrix-default-qmix-1"):
+        assert main(["sweep", str(path), "--out", str(out), "--runs", name]) == 0
+        assert _status(out)[name] == {**_status(out)[name], "status": "finished", "attempts": 1}
     assert set(_layout(out)) == NAMES
-    assert {r["status"] for r in _status(out).values()} == {"finished"}
     assert set(_status(out)) == NAMES
+    assert {r["status"] for r in _status(out).values()} == {"finished"}
     assert (out / "sweep.yaml").read_text() == TINY
 
 
 @pytest.mark.slow
-def test_a_run_another_process_trains_is_left_to_it(tmp_path):
+def test_a_run_another_process_trains_is_left_to_it(local_sweep, tmp_path):
     from ddn.run_lock import lock_path
     from ddn.sweep.state import IN_USE
 
-    out = tmp_path / "out"
+    out = tmp_path / "copy"
+    shutil.copytree(local_sweep, out)
     busy = out / "matrix-default-vdn-0"
+    (busy / "summary.json").unlink()  # unfinished: this sweep would resume it
+    before = sorted(p.name for p in busy.rglob("*"))
     hold = (
         "import fcntl, os, sys, time\nfh = open(sys.argv[1], 'a+')\n"
-        "fcntl.flock(fh, fcntl.LOCK_EX)\nfh.write(f'{os.getpid()}\\n'); fh.flush()\n"
+        "fcntl.flock(fh, fcntl.LOCK_EX)\nfh.truncate(0); fh.write(f'{os.getpid()}\\n')\n"
+        "fh.flush()\n"
         "print('held', flush=True)\ntime.sleep(600)\n"
     )
-    lock_path(busy).parent.mkdir(parents=True)
     proc = subprocess.Popen([sys.executable, "-c", hold, str(lock_path(busy))],
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-        assert main(["sweep", str(_write(tmp_path)), "--out", str(out)]) == 0
+        assert main(["sweep", str(out / "sweep.yaml"), "--out", str(out)]) == 0
         status = _status(out)
         assert status[busy.name]["status"] == IN_USE
         assert status[busy.name]["error"] == f"pid {proc.pid}"
-        assert {status[n]["status"] for n in NAMES - {busy.name}} == {"finished"}
-        assert not busy.exists()
+        assert {status[n]["status"] for n in NAMES - {busy.name}} == {"skipped"}
+        assert sorted(p.name for p in busy.rglob("*")) == before  # untouched
     finally:
         proc.kill()
         proc.wait()
