@@ -43,8 +43,19 @@ def lock_path(run_dir: str | Path) -> Path:
     return run_dir.parent / f".{run_dir.name}.lock"
 
 
+def _take(fh: IO[str]) -> str | None:
+    """Take the lock on ``fh``: None when taken, else the holder's pid as it wrote it."""
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        return fh.read().strip()
+    return None
+
+
 def holder(run_dir: str | Path) -> int | None:
-    """The PID of the process training into ``run_dir`` now, or None when none is."""
+    """The PID of the process training into ``run_dir`` now (-1 when it wrote none), or
+    None when none is."""
     path = lock_path(run_dir)
     if fcntl is None or path in _held or not path.exists():
         return None
@@ -52,15 +63,11 @@ def holder(run_dir: str | Path) -> int | None:
         fh = path.open("a+")
     except OSError:  # unreadable here (permissions): training it will say so
         return None
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            text = fh.read().strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return None
+    with fh:  # closing it releases a lock taken here
+        owner = _take(fh)
+    if owner is None:
+        return None
+    return int(owner) if owner.isdigit() else -1
 
 
 @contextlib.contextmanager
@@ -80,16 +87,14 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
             fh = path.open("a+")
         except OSError as exc:
             raise unwritable(run_dir, exc) from None
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            owner = fh.read().strip() or "unknown"
+        owner = _take(fh)
+        if owner is not None:
             fh.close()
             raise RunInUseError(
-                f"run folder {Path(run_dir)} is in use by another ddn process (pid {owner}); "
-                "two processes must not train into one run: wait for it to end or stop it"
-            ) from None
+                f"run folder {Path(run_dir)} is in use by another ddn process (pid "
+                f"{owner or 'unknown'}); two processes must not train into one run: wait for "
+                "it to end or stop it"
+            )
         fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()}\n")

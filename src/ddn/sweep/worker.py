@@ -40,6 +40,7 @@ def run_one(spec: RunSpec, run_dir: Path) -> int:
     """Train (or resume) one run in this process; the exit status."""
     from ddn.experiment import Experiment
 
+    cfg = spec.config()
     # Held from before the folder is read or cleared: another process may train into it.
     with run_lock(run_dir):
         state, latest = run_state(run_dir)
@@ -48,7 +49,6 @@ def run_one(spec: RunSpec, run_dir: Path) -> int:
         if state == "resume":
             print(f"resuming {run_dir} from t_env={latest}", flush=True)
             # The sweep's execution keys apply to the resumed run (config.EXECUTION_KEYS).
-            cfg = spec.config()
             exp = Experiment.resume(
                 run_dir, progress=False, threads=cfg.threads, save_buffer=cfg.save_buffer
             )
@@ -56,7 +56,7 @@ def run_one(spec: RunSpec, run_dir: Path) -> int:
             if run_dir.exists():  # leftovers of a run killed before its first checkpoint
                 shutil.rmtree(run_dir)
             print(f"starting {run_dir}", flush=True)
-            exp = Experiment(spec.config(), run_dir, progress=False)
+            exp = Experiment(cfg, run_dir, progress=False)
         summary = exp.run()
     print(json.dumps(summary), flush=True)
     return EXIT_OK if summary.get("finished") else EXIT_INTERRUPTED
