@@ -10,6 +10,7 @@ from PIL import Image
 
 from ddn import config
 from ddn.algorithms import algorithm_names
+from ddn.checkpoint import list_checkpoints
 from ddn.cli import main
 from ddn.envs import list_envs
 from ddn.logging import read_metrics
@@ -122,6 +123,27 @@ def test_resume_of_a_non_run_folder(tmp_path, capsys):
 def test_resume_refuses_new_settings(trained_run, capsys, extra, flag):
     line = one_line_error(capsys, main(["train", "--resume", str(trained_run), *extra]))
     assert "--resume takes the run's own config.yaml" in line and flag in line
+
+
+@pytest.mark.slow
+def test_resume_can_start_saving_the_buffer(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    first, *later = list_checkpoints(run)
+    for t in later:
+        shutil.rmtree(run / "checkpoints" / str(t))
+    assert not (run / "checkpoints" / str(first) / "buffer.pt").exists()
+    assert main(["train", "--resume", str(run), "--save-buffer", "--no-progress"]) == 0
+    written = [t for t in list_checkpoints(run) if t > first]
+    assert written and all((run / "checkpoints" / str(t) / "buffer.pt").is_file() for t in written)
+
+
+def test_save_buffer_flag_of_a_new_run(tmp_path):
+    args = train_args(tmp_path / "r", "--save-buffer", "--t-max", "0")
+    assert main(args) == 0
+    assert config.load(tmp_path / "r" / "config.yaml").save_buffer is True
 
 
 @pytest.mark.slow

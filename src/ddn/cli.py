@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the run already in --out (its checkpoints and logs are deleted)",
     )
+    t.add_argument(
+        "--save-buffer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="checkpoints also hold the replay buffer, so a resume is exact (as --set "
+        "save_buffer=true; with --resume it applies from the next checkpoint on)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     _threads_arg(t)
 
@@ -305,13 +312,21 @@ def _train(args: argparse.Namespace) -> int:
                     + (["--overwrite"] if args.overwrite else [])
                 )
             )
-        exp = Experiment.resume(args.resume, progress=not args.no_progress, threads=args.threads)
+        exp = Experiment.resume(
+            args.resume,
+            progress=not args.no_progress,
+            threads=args.threads,
+            save_buffer=args.save_buffer,
+        )
         print(f"Resuming {args.resume} from t_env={exp.t_env}")
     else:
         if not args.env or not args.algo:
             raise ConfigError("train needs --env and --algo (or --resume DIR); see `ddn list`")
+        overrides = list(args.overrides)
+        if args.save_buffer is not None:
+            overrides.append(f"save_buffer={str(args.save_buffer).lower()}")
         cfg = resolve(
-            args.env, args.algo, args.map_name, args.overrides,
+            args.env, args.algo, args.map_name, overrides,
             seed=args.seed, t_max=args.t_max, device=args.device, threads=args.threads,
         )  # fmt: skip
         if args.out is not None:  # before building environments: fail fast
