@@ -29,12 +29,17 @@ demo: $(STAMP)
 
 # Two tiers (README.md, Development): `make test` runs everything, as CI does;
 # `make test-fast` leaves out the tests marked slow (learning runs, subprocesses, Ray,
-# JAX compilation, anything over about a second) for everyday work.
+# JAX compilation, anything over about a second) for everyday work. Both spread the test
+# files over one pytest-xdist worker per core (at most TEST_WORKERS); a file stays on one
+# worker, so a module's shared fixtures are built once. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 4
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n auto --maxprocesses $(TEST_WORKERS) --dist loadfile)
+
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-fast: $(TEST_STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" $(XDIST)
 
 lint: layers
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -66,7 +71,7 @@ results: $(STAMP)
 	$(VENV)/bin/ddn plot results/figure5 results/ddn_choices/*-ddn-default-* --panels base \
 	  --band ci --out docs/images/results/figure5_paper
 	$(VENV)/bin/ddn plot results/table1_smac_limit/smax-3s_vs_5z-vdn-* \
-	  results/p_vs_r_smax/smax-3s_vs_5z-vdn-* --band std \
+	  results/p_vs_r_smax/smax-3s_vs_5z-vdn-* --band ci \
 	  --out docs/images/results/p_vs_r_smax_with_r
 
 clean:

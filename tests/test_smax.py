@@ -467,3 +467,94 @@ def test_sight_range_limits_only_the_allies_observation() -> None:
         actions = random_available(ref.avail, gen)
         outs = [env.step(actions) for env in (default, blind, near)]
     assert shown > 0 and hidden > 0  # both sides of the range occurred
+
+
+# ------------------------------------------------------------------ XLA settings
+# One source for both builds: run here (the tests' build, most optimisation passes off:
+# conftest.py) and in a fresh process at XLA's full optimisation, what users run.
+_ROLLOUT = """
+import torch, ddn
+
+def rollout(steps=40):
+    env = ddn.envs.make("smax", num_envs=6, seed=0, map_name="3m")
+    out = env.reset()
+    seen = {"obs": [out.obs], "reward": [], "done": [], "won": []}
+    idx = torch.arange(out.avail.shape[-1])
+    for _ in range(steps):
+        attack = out.avail & (idx >= 5)  # the lowest-numbered enemy in range, else stop
+        first = torch.where(attack, out.avail.shape[-1] - idx, 0).argmax(-1)
+        out = env.step(torch.where(attack.any(-1), first, 4))
+        for key in ("obs", "reward", "done", "won"):
+            seen[key].append(getattr(out, key).clone())
+    return {key: torch.stack(values) for key, values in seen.items()}
+"""
+
+
+@requires_jaxmarl
+@pytest.mark.slow
+def test_optimised_build_matches_the_tests_build(tmp_path, monkeypatch) -> None:
+    """The suite compiles SMAX with most of XLA's passes off (conftest.py, for speed); a
+    fresh process at full optimisation must play the same battles. That process also
+    checks ddn's persistent compilation cache: DDN_JAX_CACHE's folder fills up."""
+    scope: dict = {}
+    exec(_ROLLOUT, scope)
+    mine = scope["rollout"]()
+    assert bool(mine["done"].any()), "the rollout should finish some battles"
+    cache = tmp_path / "cache"
+    code = _ROLLOUT + f"\ntorch.save(rollout(), {str(tmp_path / 'full.pt')!r})\n"
+    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "0")
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("DDN_JAX_CACHE", str(cache))
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    full = torch.load(tmp_path / "full.pt")
+    for key in ("done", "won"):
+        assert torch.equal(full[key], mine[key]), key
+    for key in ("obs", "reward"):
+        torch.testing.assert_close(full[key], mine[key], rtol=1e-5, atol=1e-5)
+    assert any(cache.iterdir()), "the optimised process left no compiled step in the cache"
+
+
+def test_compilation_cache_folder_follows_the_variables(tmp_path, monkeypatch) -> None:
+    from ddn.envs.smax.compiled import compilation_cache_dir
+
+    for var in ("JAX_COMPILATION_CACHE_DIR", "DDN_JAX_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert compilation_cache_dir() == tmp_path / ".cache" / "ddn" / "jax"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compilation_cache_dir() == tmp_path / "xdg" / "ddn" / "jax"
+    monkeypatch.setenv("DDN_JAX_CACHE", str(tmp_path / "mine"))
+    assert compilation_cache_dir() == tmp_path / "mine"
+    monkeypatch.setenv("DDN_JAX_CACHE", "off")
+    assert compilation_cache_dir() is None
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax"))  # JAX's own wins
+    assert compilation_cache_dir() == tmp_path / "jax"
+
+
+def test_compilation_cache_is_set_once_and_skipped_where_it_cannot_be_written(
+    tmp_path, monkeypatch
+) -> None:
+    from ddn.envs.smax import compiled
+
+    class FakeConfig:
+        jax_compilation_cache_dir = None
+
+        def update(self, name: str, value: str) -> None:
+            setattr(self, name, value)
+
+    class FakeJax:
+        config = FakeConfig()
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("DDN_JAX_CACHE", str(blocker / "jax"))  # under a file: mkdir fails
+    compiled._use_compilation_cache(FakeJax)
+    assert FakeJax.config.jax_compilation_cache_dir is None
+    monkeypatch.setenv("DDN_JAX_CACHE", str(tmp_path / "jax"))
+    compiled._use_compilation_cache(FakeJax)
+    assert FakeJax.config.jax_compilation_cache_dir == str(tmp_path / "jax")
+    assert (tmp_path / "jax").is_dir()
+    monkeypatch.setenv("DDN_JAX_CACHE", str(tmp_path / "other"))
+    compiled._use_compilation_cache(FakeJax)  # set already: left alone
+    assert FakeJax.config.jax_compilation_cache_dir == str(tmp_path / "jax")

@@ -17,6 +17,7 @@ import math
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ddn.envs.base import EnvSpec
@@ -38,7 +39,46 @@ def _import_jax() -> tuple[Any, Any, Any]:
             from ddn.envs.smax import enemy
     except ImportError as exc:
         raise MissingExtraError(f"{INSTALL_HINT} ({exc})") from exc
+    _use_compilation_cache(jax)
     return jax, jnp, enemy
+
+
+CACHE_SWITCH = "DDN_JAX_CACHE"
+
+
+def compilation_cache_dir() -> Path | None:
+    """Where compiled SMAX steps are kept between processes, or None (the cache is off).
+
+    XLA takes 10-20 s per map and batch size to compile a SMAX step, and every run (each
+    sweep worker, each evaluation) is a new process: JAX's persistent compilation cache
+    lets the second process with the same map and batch size load the step instead. JAX's
+    own ``JAX_COMPILATION_CACHE_DIR`` wins when set; else ``DDN_JAX_CACHE`` names the
+    folder, ``off`` (or ``0``) turns the cache off, and by default it is
+    ``$XDG_CACHE_HOME/ddn/jax`` (``~/.cache/ddn/jax``).
+    """
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    chosen = os.environ.get(CACHE_SWITCH, "")
+    if chosen.lower() in ("off", "0", "false", "no"):
+        return None
+    if chosen:
+        return Path(chosen).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ddn" / "jax"
+
+
+def _use_compilation_cache(jax: Any) -> None:
+    """Point JAX's persistent compilation cache at :func:`compilation_cache_dir` once."""
+    if jax.config.jax_compilation_cache_dir:  # set already: by JAX's variable, or by us
+        return
+    folder = compilation_cache_dir()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: run uncached rather than fail
+        return
+    jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
 @contextlib.contextmanager
