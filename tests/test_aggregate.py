@@ -215,6 +215,21 @@ def test_report_section_pairs_counts_and_left_out_runs(study):
     assert build_report(runs, aggregate=Options(reps=200, seed=0)).markdown() == md
 
 
+def test_report_last_k_scores_the_aggregate_over_the_same_tests(study):
+    """``ddn report --last K``: the aggregate's score is the mean over the episodes of the
+    last K tests, as the tables' final value (the study's first test scores 0 throughout,
+    so over both tests every score halves)."""
+    runs = find_runs([study])
+    scores = collect_scores(runs, Options(last=2))
+    np.testing.assert_allclose(scores.matrices["VDN"], [[0.125, 0.05], [0.25, 0.15], [0.375, 0.25]])
+    section = build_report(runs, aggregate=Options(reps=200), last=2).markdown()
+    section = section[section.index("## Aggregate statistics (rliable)") :]
+    assert "the mean over the episodes of its last 2 tests" in section
+    assert "| predator_prey | VDN | 3 | 0, 1, 2 | 0.5, 1.5, 2.5 |" in section
+    with pytest.raises(ConfigError, match="last must be a number of tests >= 1"):
+        Options(last=0)
+
+
 def test_uneven_seeds_keep_a_full_matrix_and_say_what_was_dropped(study):
     shutil.rmtree(study / "3m-ddn-2")
     scores = collect_scores(find_runs([study]), Options())

@@ -5,7 +5,8 @@ normalised scores with stratified-bootstrap confidence intervals, the probabilit
 improvement between algorithms, and performance profiles.
 
 Scores come from each run's ``episodes.jsonl`` (every test episode): a run's score on its
-task is the mean over the episodes of its last test, normalised per task:
+task is the mean over the episodes of its last test (of its last ``Options.last`` tests:
+``ddn report --last K``, the tables' rule), normalised per task:
 
 - win rate as is (already in [0, 1]);
 - return as ``(R - min) / (max - min)``, with ``(min, max)`` given per task
@@ -139,10 +140,13 @@ class Options:
     reps: int = DEFAULT_REPS
     seed: int = 0
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # task -> min, max
+    last: int = 1  # a run's score: the mean over the episodes of its last `last` tests
 
     def __post_init__(self) -> None:
         if self.reps < 1:
             raise ConfigError("--bootstrap-reps must be >= 1")
+        if self.last < 1:
+            raise ConfigError(f"last must be a number of tests >= 1, got {self.last}")
 
 
 def parse_ranges(items: Sequence[str]) -> dict[str, tuple[float, float]]:
@@ -171,7 +175,7 @@ class RunScore:
     task: str
     label: str
     score: float  # normalised
-    raw: float  # the metric's mean over the last test's episodes
+    raw: float  # the metric's mean over the episodes of the last `Options.last` tests
 
 
 @dataclass
@@ -243,8 +247,9 @@ def collect_scores(runs: Sequence[RunRecord], options: Options) -> Scores:
                 mine = [t for t in tests if t.get("policy") == policy.name]
                 if not mine:
                     continue
-                last = max(mine, key=lambda t: t["t_env"])
-                raw = float(np.mean(np.asarray(last[key], dtype=np.float64)))
+                final = sorted(mine, key=lambda t: t["t_env"])[-options.last :]
+                episodes = [v for t in final for v in t[key]]
+                raw = float(np.mean(np.asarray(episodes, dtype=np.float64)))
                 label = algo_label(run.algo) + (f" [{variants[run.path]}]" if variants[run.path]
                                                 else "")  # fmt: skip
                 label = f"{label} {policy.label}".rstrip()  # DDN's: "... GGN", "... LPN"
@@ -322,10 +327,15 @@ def aggregate_section(runs: Sequence[RunRecord], options: Options) -> str:
     return "\n".join(lines)
 
 
+def _final_tests(options: Options) -> str:
+    return "last test" if options.last == 1 else f"last {options.last} tests"
+
+
 def _estimates_lines(scores: Scores, options: Options) -> list[str]:
     lines = [
-        "Score of a run on a task: the mean over its last test's episodes, normalised per "
-        "task (win rate as is; return as (R - min) / (max - min) with the ranges below). "
+        f"Score of a run on a task: the mean over the episodes of its {_final_tests(options)}, "
+        "normalised per task (win rate as is; return as (R - min) / (max - min) with the "
+        "ranges below). "
         f"Point estimates with 95% stratified-bootstrap CIs (percentile; {options.reps} "
         f"resamples of runs within each task; seed {options.seed}); IQM is the mean of the "
         "middle 50% of all runs x tasks scores, median the median of per-task means "
@@ -354,7 +364,8 @@ def _estimates_lines(scores: Scores, options: Options) -> list[str]:
                 continue
             p, (lo, hi) = probability_of_improvement(mx, my, options.reps, options.seed)
             lines.append(f"| {x} | {y} | {n} | {_ci(p, lo, hi)} |")
-    lines += ["", "Runs per cell (final: each run's last-test mean before normalising):", "",
+    lines += ["", f"Runs per cell (final: each run's mean over its {_final_tests(options)} "
+              "before normalising):", "",
               "| task | algorithm | runs | seeds | final |", "|---|---|---|---|---|"]  # fmt: skip
     for (label, task), members in sorted(scores.cells.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         seeds = ", ".join(str(m.run.seed) for m in members)

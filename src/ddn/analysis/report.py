@@ -415,8 +415,9 @@ def build_report(
 ) -> Report:
     """All tables the runs allow. ``metric``: ``win_rate`` or ``return_mean`` (default:
     win rate where every run of a scenario logs one). ``aggregate``: also the aggregate
-    statistics section, with these options (its metric is ``metric``). ``last``: a run's
-    final value is the mean of its last ``last`` tests (default: its last test).
+    statistics section, with these options (its metric is ``metric``, its scores the same
+    last ``last`` tests). ``last``: a run's final value is the mean of its last ``last``
+    tests (default: its last test).
     ``interval``: cells show the sample std over seeds, or the 95% CI of the mean.
     ``outcomes``: also the battle-outcomes section (won / lost / timed out per run, over
     the same last ``last`` tests; :mod:`ddn.analysis.outcomes`)."""
@@ -479,7 +480,7 @@ def build_report(
         notes.append(f"{len(no_test)} run(s) have no test metrics yet and count nowhere")
     section = ""
     if aggregate is not None:
-        section = aggregate_section(runs, replace(aggregate, metric=metric))
+        section = aggregate_section(runs, replace(aggregate, metric=metric, last=last))
     battles = outcomes_section(runs, last) if outcomes else ""
     return Report(tables, skipped, notes, section, battles)
 
