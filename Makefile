@@ -30,8 +30,8 @@ demo: $(STAMP)
 # Two tiers (README.md, Development): `make test` runs everything, as CI does;
 # `make test-fast` leaves out the tests marked slow (learning runs, subprocesses, Ray,
 # JAX compilation, anything over about a second) for everyday work. Both spread the test
-# files over one pytest-xdist worker per logical CPU (at most TEST_WORKERS); a file stays on one
-# worker, so a module's shared fixtures are built once. TEST_WORKERS=0: one process.
+# files over one pytest-xdist worker per logical CPU (at most TEST_WORKERS); a file stays
+# on one worker, so a module's shared fixtures are built once. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 4
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n logical --maxprocesses $(TEST_WORKERS) --dist loadfile)
 
