@@ -19,7 +19,9 @@ import yaml
 from ddn.checkpoint import list_checkpoints
 from ddn.cli import main
 from ddn.logging import read_metrics
+from ddn.run_folder import RunFolder
 from ddn.sweep import load_sweep, packaged_sweeps
+from ddn.sweep.spec import with_threads
 
 TINY = """
 algos: [vdn, qmix]
@@ -115,6 +117,37 @@ def test_runs_selects_by_pattern_and_a_pattern_matching_nothing_is_one_error(tmp
     assert err.startswith("ddn: error: --runs '*-iql-*' matches no run")
     assert set(err.split("its runs: ")[1].split(", ")) == NAMES
     assert not (tmp_path / "o").exists()
+
+
+def test_threads_option_sets_every_runs_threads_and_a_bad_count_is_one_error(tmp_path, capsys):
+    path = _write(tmp_path)
+    sweep = with_threads(load_sweep(path), 2)
+    assert sweep.threads == 2 and [r.config().threads for r in sweep.runs] == [2] * 4
+    for bad in ("0", "-1"):
+        assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--threads", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"ddn: error: --threads must be an integer >= 1, got {bad}"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_run_resumes_at_the_thread_count_the_sweep_is_given(local_sweep, tmp_path, capsys):
+    """``--threads N`` says how runs execute, not what they compute: a run started at the
+    file's 1 thread carries on at N (e.g. alone on the machine, with all its cores)."""
+    out = tmp_path / "copy"
+    shutil.copytree(local_sweep, out)
+    victim = out / "matrix-default-qmix-1"
+    (victim / "summary.json").unlink()
+    for t in list_checkpoints(victim):
+        if t > 512:
+            shutil.rmtree(victim / "checkpoints" / str(t))
+    path = str(_write(tmp_path))
+    assert main(["sweep", path, "--out", str(out), "--runs", "*-qmix-1", "--threads", "2"]) == 0
+    assert "2 thread(s) per run" in capsys.readouterr().err
+    assert _status(out)[victim.name]["status"] == "finished"
+    assert _status(out)[victim.name]["resumed_from"] == 512
+    _, state, _ = RunFolder(victim).load_checkpoint()
+    assert state["config"]["threads"] == 2
 
 
 @pytest.mark.slow

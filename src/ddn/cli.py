@@ -185,6 +185,11 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, help="results folder (default sweeps/<name>)")
     sw.add_argument("--workers", type=int, help="runs at once (default: CPUs / threads per run)")
     sw.add_argument(
+        "--threads", type=int, metavar="N",
+        help="torch threads per run instead of the sweep file's threads (runs in progress "
+        "resume with N), e.g. one run on all cores: --threads 2 on 2 cores",
+    )  # fmt: skip
+    sw.add_argument(
         "--ray", nargs="?", const="local", metavar="ADDRESS",
         help="run on Ray: a cluster ADDRESS, or none to start a local Ray instance",
     )  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 from ddn.config import ConfigError
 from ddn.run_lock import holder
 from ddn.sweep.scheduler import run_sweep
-from ddn.sweep.spec import load_sweep, packaged_sweeps, select_runs
+from ddn.sweep.spec import load_sweep, packaged_sweeps, select_runs, with_threads
 from ddn.sweep.state import run_state, summarize
 
 # The sweep's exit status when it or a run was stopped: 128 + SIGINT, as a shell reports
@@ -29,6 +29,8 @@ def main(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.file)
     if args.runs:
         sweep = select_runs(sweep, args.runs)
+    if args.threads is not None:
+        sweep = with_threads(sweep, args.threads)
     out = args.out or Path("sweeps") / sweep.name
     if args.dry_run:
         for spec in sweep.runs:

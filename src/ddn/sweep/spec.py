@@ -241,3 +241,12 @@ def select_runs(sweep: Sweep, patterns: list[str]) -> Sweep:
             )
     runs = [r for r in sweep.runs if any(fnmatch.fnmatchcase(r.name, p) for p in patterns)]
     return replace(sweep, runs=runs)
+
+
+def with_threads(sweep: Sweep, threads: int) -> Sweep:
+    """The sweep with every run at ``threads`` torch threads (``ddn sweep --threads``).
+    Threads say how a run executes, not what it computes (``EXECUTION_KEYS``): runs
+    started at another count resume at this one."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"--threads must be an integer >= 1, got {threads!r}")
+    return replace(sweep, threads=threads, runs=[replace(r, threads=threads) for r in sweep.runs])
