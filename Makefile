@@ -59,7 +59,8 @@ bench: $(STAMP)
 # experiment with no run yet is skipped. docs/results/all.md: every table over all the
 # records (Table 3's personalized row is results/table2's, its raw row results/table3's;
 # runs of different settings are never pooled); docs/images/results/figure5_paper.png:
-# the paper's Figure 5 (each base beside DDN on it; DDN on QMIX is part A.3's defaults).
+# the paper's Figure 5 (each base beside DDN on it; DDN on QMIX is part A.3's defaults);
+# docs/results/table1_p_at_1m.md: Table 1 under protocol P, every method at 1.05M steps.
 results: $(STAMP)
 	for dir in results/*/; do \
 	  name=$$(basename $$dir); \
@@ -73,6 +74,10 @@ results: $(STAMP)
 	$(VENV)/bin/ddn plot results/table1_smac_limit/smax-3s_vs_5z-vdn-* \
 	  results/p_vs_r_smax/smax-3s_vs_5z-vdn-* --band ci \
 	  --out docs/images/results/p_vs_r_smax_with_r
+	$(VENV)/bin/ddn report results/p_vs_r_smax results/table1_p results/table1_p_1m \
+	  --until 1050000 --last 10 --interval ci --outcomes --out docs/results/table1_p_at_1m
+	$(VENV)/bin/ddn plot results/p_vs_r_smax results/table1_p results/table1_p_1m \
+	  --until 1050000 --band ci --out docs/images/results/table1_p_at_1m
 
 clean:
 	rm -rf $(VENV) demo runs
