@@ -437,6 +437,19 @@ def test_until_reads_each_run_as_it_stood_at_that_step(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--until", "-5"]) == 2
 
 
+def test_until_reads_a_run_whose_budget_ends_there_whole(tmp_path):
+    """A run stops at the first iteration that reaches its t_max, so its final test lies
+    a few steps past it: read at its own t_max, it keeps that test. A finished run with a
+    smaller budget is read whole too, but did not get that far."""
+    write_run(tmp_path, "v0", "vdn", 0, [(0, 0.0), (10, 0.5), (22, 0.9)], t_max=20)
+    write_run(tmp_path, "v1", "vdn", 1, [(0, 0.0), (12, 0.3)], t_max=10)
+    write_run(tmp_path, "v2", "vdn", 2, [(0, 0.0), (10, 0.4), (22, 0.8)])  # t_max 1M
+    v0, v1, v2 = find_runs([tmp_path], until=20)
+    assert [r.finished for r in (v0, v1, v2)] == [True, False, True]
+    assert [r.final_metrics()["test/win_rate"] for r in (v0, v1, v2)] == [0.9, 0.3, 0.4]
+    assert max(e["t_env"] for e in v0.events) == 23 and max(e["t_env"] for e in v2.events) == 11
+
+
 # ---------------------------------------------------------------------- CLI
 def test_cli_plot_and_report(runs, tmp_path, capsys):
     assert main(["plot", str(runs), "--out", str(tmp_path / "c.png"), "--band", "ci"]) == 0

@@ -54,7 +54,8 @@ class RunRecord:
     config: dict[str, Any]
     events: list[dict[str, Any]]
     summary: dict[str, Any] | None
-    until: int | None = None  # read only up to this t_env (``truncated``)
+    until: int | None = None  # the step it is read at (``truncated``)
+    read_to: float | None = None  # the last t_env its events and episodes are read to
 
     @property
     def env(self) -> str:
@@ -100,17 +101,27 @@ class RunRecord:
         """The records of ``episodes.jsonl`` up to ``until``, or None for a run without
         that file (one logged before per-episode values were)."""
         records = self.folder.episodes()
-        if records is None or self.until is None:
+        if records is None or self.read_to is None:
             return records
-        return [r for r in records if float(r["t_env"]) <= self.until]
+        return [r for r in records if float(r["t_env"]) <= self.read_to]
 
     def truncated(self, until: int) -> RunRecord:
         """The run as it stood after ``until`` environment steps: its events and test
         episodes up to then, its last test there as its final one. It counts as finished
-        if it got that far; its own summary (written at its end) is left out."""
-        events = [e for e in self.events if float(e["t_env"]) <= until]
-        reached = max((float(e["t_env"]) for e in self.events), default=0.0) >= until
-        return RunRecord(self.path, self.config, events, {"finished": reached}, until)
+        if it got that far; its own summary (written at its end) is left out.
+
+        A finished run with a budget (``t_max``) of ``until`` or less stands at its end,
+        so it is read whole: a run stops at the first iteration that reaches t_max, and
+        its final test comes a few steps past it (a run of 1.05M steps read at 1.05M keeps
+        its final test, logged at 1,050,078). Only a budget of exactly ``until`` counts as
+        having got that far."""
+        t_max = self.config.get("t_max")
+        whole = self.finished and isinstance(t_max, int) and t_max <= until
+        read_to = math.inf if whole else float(until)
+        events = [e for e in self.events if float(e["t_env"]) <= read_to]
+        last = max((float(e["t_env"]) for e in self.events), default=0.0)
+        reached = t_max == until if whole else last >= until
+        return RunRecord(self.path, self.config, events, {"finished": reached}, until, read_to)
 
     def final_metrics(self, last: int = 1) -> dict[str, float]:
         """The run's last test metrics: summary.json's, else the last test event's.
