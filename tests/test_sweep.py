@@ -57,6 +57,18 @@ def _summaries(out: Path) -> dict[str, dict]:
     return {n: json.loads((out / n / "summary.json").read_text()) for n in NAMES}
 
 
+def _stopped_at_512(sweep_out: Path, out: Path, name: str) -> Path:
+    """A copy of a finished sweep in ``out`` whose run ``name`` stopped after its
+    checkpoint at 512 steps (no summary, no later checkpoint)."""
+    shutil.copytree(sweep_out, out)
+    victim = out / name
+    (victim / "summary.json").unlink()
+    for t in list_checkpoints(victim):
+        if t > 512:
+            shutil.rmtree(victim / "checkpoints" / str(t))
+    return victim
+
+
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("sweep")
@@ -135,12 +147,7 @@ def test_a_run_resumes_at_the_thread_count_the_sweep_is_given(local_sweep, tmp_p
     """``--threads N`` says how runs execute, not what they compute: a run started at the
     file's 1 thread carries on at N (e.g. alone on the machine, with all its cores)."""
     out = tmp_path / "copy"
-    shutil.copytree(local_sweep, out)
-    victim = out / "matrix-default-qmix-1"
-    (victim / "summary.json").unlink()
-    for t in list_checkpoints(victim):
-        if t > 512:
-            shutil.rmtree(victim / "checkpoints" / str(t))
+    victim = _stopped_at_512(local_sweep, out, "matrix-default-qmix-1")
     path = str(_write(tmp_path))
     assert main(["sweep", path, "--out", str(out), "--runs", "*-qmix-1", "--threads", "2"]) == 0
     assert "2 thread(s) per run" in capsys.readouterr().err
@@ -239,12 +246,7 @@ def test_a_sweep_that_turns_on_save_buffer_resumes_its_runs_with_it(local_sweep,
     """save_buffer says how a run executes, not what it computes: a campaign adds it to
     the sweep of runs that outlive their machine, and they resume with it."""
     out = tmp_path / "copy"
-    shutil.copytree(local_sweep, out)
-    victim = out / "matrix-default-vdn-0"
-    (victim / "summary.json").unlink()
-    for t in list_checkpoints(victim):
-        if t > 512:
-            shutil.rmtree(victim / "checkpoints" / str(t))
+    victim = _stopped_at_512(local_sweep, out, "matrix-default-vdn-0")
     text = TINY.replace("save_model_interval=256]", "save_model_interval=256, save_buffer=true]")
     assert main(["sweep", str(_write(tmp_path, text, "buffer.yaml")), "--out", str(out)]) == 0
     status = _status(out)
