@@ -64,6 +64,8 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=6)
     p.add_argument("--rounds", type=int, default=4)
     args = p.parse_args()
+    if args.threads < 2:
+        p.error("--threads: the count compared with 1 must be at least 2")
     print(f"| algo | batch T | update, 1 thread | update, {args.threads} threads | "
           "ratio (1 / N) per round |")  # fmt: skip
     print("|---|---:|---:|---:|---|")

@@ -98,7 +98,7 @@ class RunRecord:
         return RunFolder(self.path)
 
     def episodes(self) -> list[dict[str, Any]] | None:
-        """The records of ``episodes.jsonl`` up to ``until``, or None for a run without
+        """The records of ``episodes.jsonl`` up to ``read_to``, or None for a run without
         that file (one logged before per-episode values were)."""
         records = self.folder.episodes()
         if records is None or self.read_to is None:
