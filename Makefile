@@ -61,7 +61,14 @@ bench: $(STAMP)
 # runs of different settings are never pooled); docs/images/results/figure5_paper.png:
 # the paper's Figure 5 (each base beside DDN on it; DDN on QMIX is part A.3's defaults);
 # docs/results/table1_p_at_1m.md: Table 1 under protocol P, every method at 1.05M steps.
+# A run still training writes its record under results/ too: the tables would show it
+# half done, so the target refuses while results/ differs from what git holds.
 results: $(STAMP)
+	@if git rev-parse --git-dir >/dev/null 2>&1 && [ -n "$$(git status --porcelain -- results)" ]; then \
+	  git status --short -- results >&2; \
+	  echo "make results: results/ holds uncommitted run records (above). Commit the finished runs (git add results/<experiment>/<run>) and wait for, or move out, the ones still training; the pages are drawn from committed records only." >&2; \
+	  exit 1; \
+	fi
 	for dir in results/*/; do \
 	  name=$$(basename $$dir); \
 	  ls $$dir*/metrics.jsonl >/dev/null 2>&1 || continue; \
