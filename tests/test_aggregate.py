@@ -107,13 +107,15 @@ def write_run(
     env: str = "predator_prey",
     map_name: str | None = None,
     episodes: bool = True,
+    env_params: dict | None = None,
 ) -> Path:
     """A run folder as Experiment writes it, with two tests (t_env 0 and 1000). ``final``:
     the last test's per-episode returns (wins where ``map_name``: return = 10 x win);
     the first test's episodes all score 0."""
     run = root / name
     run.mkdir(parents=True)
-    config = Config(env_name=env, map_name=map_name, algo=algo, seed=seed).to_dict()
+    config = Config(env_name=env, map_name=map_name, algo=algo, seed=seed, env=env_params or {})
+    config = config.to_dict()
     (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     wins = map_name is not None
     events, records = [], []
@@ -145,10 +147,13 @@ def write_run(
     return run
 
 
+ONE_PREY = {"n_prey": 1}  # Predator-Prey's declared score range: 0 to 1 x 10
+
+
 @pytest.fixture
 def study(tmp_path: Path) -> Path:
-    """VDN and DDN on VDN, 3 seeds each, on Predator-Prey (returns 0..10) and SMAX 3m
-    (wins), plus a VDN run logged before per-episode values existed."""
+    """VDN and DDN on VDN, 3 seeds each, on Predator-Prey with one prey (returns 0..10)
+    and SMAX 3m (wins), plus a VDN run logged before per-episode values existed."""
     root = tmp_path / "study"
     pp_vdn = [[0.0, 2.0], [2.0, 4.0], [4.0, 6.0]]  # means 1 3 5 -> 0.1 0.3 0.5
     pp_ggn = [[4.0, 8.0], [6.0, 8.0], [8.0, 10.0]]  # 6 7 9 -> 0.6 0.7 0.9
@@ -157,11 +162,11 @@ def study(tmp_path: Path) -> Path:
     w_ggn = [[1, 1, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]]  # 1 .75 1
     w_lpn = [[0, 1, 1, 1], [0, 0, 1, 1], [1, 1, 1, 1]]  # .75 .5 1
     for s in range(3):
-        write_run(root, f"pp-vdn-{s}", "vdn", s, pp_vdn[s])
-        write_run(root, f"pp-ddn-{s}", "ddn_vdn", s, pp_ggn[s], pp_lpn[s])
+        write_run(root, f"pp-vdn-{s}", "vdn", s, pp_vdn[s], env_params=ONE_PREY)
+        write_run(root, f"pp-ddn-{s}", "ddn_vdn", s, pp_ggn[s], pp_lpn[s], env_params=ONE_PREY)
         write_run(root, f"3m-vdn-{s}", "vdn", s, w_vdn[s], env="smax", map_name="3m")
         write_run(root, f"3m-ddn-{s}", "ddn_vdn", s, w_ggn[s], w_lpn[s], "smax", "3m")
-    write_run(root, "pp-vdn-old", "vdn", 3, [8.0, 8.0], episodes=False)
+    write_run(root, "pp-vdn-old", "vdn", 3, [8.0, 8.0], episodes=False, env_params=ONE_PREY)
     return root
 
 
@@ -169,7 +174,11 @@ def test_scores_are_normalised_per_task_and_arranged_for_rliable(study):
     scores = collect_scores(find_runs([study]), Options())
     assert scores.metric == {"3m": "win_rate", "predator_prey": "return_mean"}
     assert scores.ranges["3m"][:2] == (0.0, 1.0)
-    assert scores.ranges["predator_prey"][:2] == (0.0, 10.0)  # lowest/highest episode
+    assert scores.ranges["predator_prey"] == (
+        0.0,
+        10.0,
+        "0 (no capture) to 10 (every prey captured)",
+    )
     assert set(scores.matrices) == {"VDN", "VDN_DDN GGN", "VDN_DDN LPN"}
     assert all(scores.tasks[k] == ["3m", "predator_prey"] for k in scores.matrices)
     np.testing.assert_allclose(scores.matrices["VDN"], [[0.25, 0.1], [0.5, 0.3], [0.75, 0.5]])
@@ -256,6 +265,25 @@ def test_missing_rliable_names_the_extra(study, monkeypatch, tmp_path, capsys):
     assert err == "ddn: error: aggregate statistics need the rliable package: " + (
         "pip install 'ddn[stats]'\n"
     )
+
+
+def test_predator_prey_scores_from_no_capture_to_every_prey_captured(tmp_path: Path):
+    """The paper's preset declares 0..80, whatever the runs reached: a team that only
+    learned to stop trying (return 0 at the end, -6 on the way) scores 0, not 1."""
+    write_run(tmp_path, "qmix-0", "qmix", 0, [0.0, 0.0])
+    write_run(tmp_path, "qmix-1", "qmix", 1, [-6.0, 40.0])
+    scores = collect_scores(find_runs([tmp_path]), Options())
+    assert scores.ranges["predator_prey"] == (
+        0.0,
+        80.0,
+        "0 (no capture) to 80 (every prey captured)",
+    )
+    np.testing.assert_allclose(scores.matrices["QMIX"], [[0.0], [17.0 / 80]])
+    # Runs of different grids share no declared range: the range they reached is used.
+    write_run(tmp_path, "qmix-2", "qmix", 2, [10.0, 10.0], env_params=ONE_PREY)
+    mixed = collect_scores(find_runs([tmp_path]), Options())
+    lo, hi, why = mixed.ranges["predator_prey"]
+    assert (lo, hi) == (-6.0, 40.0) and why.startswith("lowest/highest")
 
 
 def test_score_range_parsing():

@@ -10,7 +10,8 @@ task is the mean over the episodes of its last test (of its last ``Options.last`
 
 - win rate as is (already in [0, 1]);
 - return as ``(R - min) / (max - min)``, with ``(min, max)`` given per task
-  (``--score-range TASK=MIN:MAX``) or, by default, the lowest and highest single test
+  (``--score-range TASK=MIN:MAX``), else the range the task's environment declares
+  (Predator-Prey: 0 to every prey captured), else the lowest and highest single test
   episode return of any included run of the task at any test (marl-eval's min-max
   normalisation). The ranges used are printed with the results.
 
@@ -35,6 +36,7 @@ import numpy as np
 from ddn.algorithms import find_algorithm, policies_of
 from ddn.analysis.curves import RunRecord, algo_label, save_figure, variant_labels
 from ddn.config import ConfigError
+from ddn.envs import get_entry
 from ddn.run_folder import EPISODES_FILE
 
 STATS_EXTRA = "pip install 'ddn[stats]'"
@@ -149,6 +151,19 @@ class Options:
             raise ConfigError(f"last must be a number of tests >= 1, got {self.last}")
 
 
+def _declared_range(runs: Sequence[RunRecord]) -> tuple[float, float, str] | None:
+    """The return range the runs' environment declares (Predator-Prey: 0 to every prey
+    captured), if they all share one; else None (the range the runs reached is used)."""
+    found = set()
+    for run in runs:
+        try:
+            entry = get_entry(run.env)
+        except ValueError:  # an environment this install does not have
+            return None
+        found.add(entry.return_range(run.config.get("env") or {}))
+    return found.pop() if len(found) == 1 else None
+
+
 def parse_ranges(items: Sequence[str]) -> dict[str, tuple[float, float]]:
     """``TASK=MIN:MAX`` items (``--score-range``) -> {task: (min, max)}."""
     ranges = {}
@@ -230,6 +245,8 @@ def collect_scores(runs: Sequence[RunRecord], options: Options) -> Scores:
             ranges[task] = (0.0, 1.0, "win rate as is")
         elif task in options.ranges:
             ranges[task] = (*options.ranges[task], "--score-range")
+        elif (declared := _declared_range([run for run, _ in members])) is not None:
+            ranges[task] = declared
         else:
             values = [v for _, tests in members for t in tests for v in t["return"]]
             lo, hi = min(values), max(values)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +15,18 @@ from ddn.suggest import suggest
 _PROTOCOL_ARGS = ("num_envs", "seed", "device")
 
 
+# (lowest, highest, what they mean) of an episode's return, from the environment's parameters.
+ScoreRange = Callable[[Mapping[str, Any]], tuple[float, float, str]]
+
+
 @dataclass(frozen=True)
 class EnvEntry:
     name: str
     constructor: Callable[..., VecEnv]
     description: str
+    # The return range ``ddn report`` normalises scores by when no --score-range is given
+    # (None: the range the runs themselves reached).
+    score_range: ScoreRange | None = None
 
     def params(self) -> dict[str, Any]:
         """Environment parameters and their defaults (protocol args excluded)."""
@@ -30,21 +37,31 @@ class EnvEntry:
             if k not in _PROTOCOL_ARGS and p.kind is p.KEYWORD_ONLY
         }
 
+    def return_range(self, params: Mapping[str, Any]) -> tuple[float, float, str] | None:
+        """The declared score range under ``params`` (a run's ``env`` config; defaults fill
+        the rest), or None where the environment declares none."""
+        if self.score_range is None:
+            return None
+        return self.score_range({**self.params(), **params})
+
 
 _REGISTRY: dict[str, EnvEntry] = {}
 
 
-def register(name: str, description: str) -> Callable[[Callable[..., VecEnv]], Callable]:
+def register(
+    name: str, description: str, score_range: ScoreRange | None = None
+) -> Callable[[Callable[..., VecEnv]], Callable]:
     """Class decorator: ``@register("my_env", "one line")`` makes it ``ddn.envs.make``-able.
 
     Parameters are the constructor's keyword-only arguments after
-    ``num_envs, seed, device``.
+    ``num_envs, seed, device``. ``score_range``, given the parameters, says the
+    (lowest, highest) episode return a report normalises by and what they mean.
     """
 
     def deco(constructor: Callable[..., VecEnv]) -> Callable[..., VecEnv]:
         if name in _REGISTRY:
             raise ValueError(f"environment {name!r} is registered twice")
-        _REGISTRY[name] = EnvEntry(name, constructor, description)
+        _REGISTRY[name] = EnvEntry(name, constructor, description, score_range)
         return constructor
 
     return deco

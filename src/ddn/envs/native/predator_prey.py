@@ -19,8 +19,9 @@ wrapped zero-copy as tensors.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -119,9 +120,18 @@ class KernelGenerator:
         self.state[:] = new_state.detach().cpu().contiguous().numpy().view(np.uint64)
 
 
+def score_range(params: Mapping[str, Any]) -> tuple[float, float, str]:
+    """0 to every prey captured. Not the lowest return reached: miscaptures make early
+    returns negative, and a team that only learns to stop trying (return 0, as QMIX does
+    under the paper's penalty) would then score best."""
+    best = params["n_prey"] * params["capture_reward"]
+    return 0.0, float(best), f"0 (no capture) to {best:g} (every prey captured)"
+
+
 @register(
     "predator_prey",
     "Predator-Prey (stag hunt) with miscapture penalty; defaults are the paper's preset",
+    score_range,
 )
 class PredatorPrey(VecEnv):
     """``n_agents`` predators hunt ``n_prey`` prey on a bounded ``height x width`` grid.
