@@ -524,3 +524,31 @@ def test_report_table1_pairs_base_and_ddn_runs_of_the_same_setting(tmp_path):
     lone = ("table1", "matrix", "VDN [env.episode_limit=400]", "")
     assert cells[(*lone, "base")][0] == pytest.approx(0.7)
     assert (*lone, "+DDN (GGN)") not in cells
+
+
+def test_report_table1_never_pairs_runs_of_different_protocols(tmp_path):
+    """DDN runs at one protocol only (so unlabelled among themselves) never stand beside a
+    base setting of another protocol: the base at 8 updates per iteration keeps its row
+    alone, and where the two sides share no protocol at all, each row names its own."""
+    for seed, upi, win in ((0, 1, 0.1), (1, 1, 0.3), (0, 8, 0.9)):
+        write_run(tmp_path / "a", f"vdn-{upi}-{seed}", "vdn", seed, [(10, win)],
+                  updates_per_iteration=upi)  # fmt: skip
+    for seed in (0, 1):
+        write_run(tmp_path / "a", f"ddn-{seed}", "ddn_vdn", seed, [(10, 0.5)], student=[0.4])
+    cells = _cells(build_report(find_runs([tmp_path / "a"])))
+    same = ("table1", "matrix", "VDN [updates_per_iteration=1]", "")
+    assert cells[(*same, "base")][::2] == (pytest.approx(0.2), 2)
+    assert cells[(*same, "GGN − base")][::2] == (pytest.approx(0.3), 2)
+    other = ("table1", "matrix", "VDN [updates_per_iteration=8]", "")
+    assert cells[(*other, "base")][::2] == (pytest.approx(0.9), 1)
+    assert (*other, "+DDN (GGN)") not in cells and (*other, "GGN − base") not in cells
+
+    write_run(tmp_path / "b", "vdn", "vdn", 0, [(10, 0.9)], updates_per_iteration=8)
+    write_run(tmp_path / "b", "ddn", "ddn_vdn", 0, [(10, 0.5)], student=[0.4])
+    cells = _cells(build_report(find_runs([tmp_path / "b"])))
+    rows = {key[2:]: value[::2] for key, value in cells.items() if key[0] == "table1"}
+    assert rows == {
+        ("VDN [updates_per_iteration=8]", "", "base"): (pytest.approx(0.9), 1),
+        ("VDN vs DDN [updates_per_iteration=1]", "", "+DDN (GGN)"): (pytest.approx(0.5), 1),
+        ("VDN vs DDN [updates_per_iteration=1]", "", "+DDN (LPN)"): (pytest.approx(0.4), 1),
+    }

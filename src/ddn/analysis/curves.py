@@ -15,6 +15,7 @@ so an unfinished seed shortens nothing: later grid points simply have a smaller 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -27,7 +28,7 @@ import numpy as np
 
 from ddn.algorithms import find_algorithm, policies_of
 from ddn.algorithms import label as algo_label
-from ddn.config import EXECUTION_KEYS, Config, ConfigError
+from ddn.config import COMMON_SECTIONS, EXECUTION_KEYS, Config, ConfigError
 from ddn.run_folder import CONFIG_FILE, METRICS_FILE, RunFolder, last_test
 
 Band = Literal["std", "ci"]
@@ -278,6 +279,33 @@ def variant_labels(runs: Sequence[RunRecord], ignore: Iterable[str] = ()) -> dic
             parts = [f"{k}={json.loads(flat[k]) if k in flat else '-'}" for k in shown]
             labels[run.path] = ", ".join(parts)
     return labels
+
+
+# The keys every algorithm has (the common config sections), besides the algorithm itself.
+_SHARED_KEYS = frozenset(
+    f.name for section in COMMON_SECTIONS for f in dataclasses.fields(section)
+) - {"algo", "env"}
+
+
+def shared_settings(run: RunRecord) -> dict[str, str]:
+    """The run's values of the keys every algorithm has: the common config sections and
+    the environment's parameters (``env.<name>``), besides the algorithm and the keys that
+    never make a setting. Runs of two algorithms (a base and DDN on it) ran one protocol
+    exactly when these agree; values as ``json.dumps`` strings, a key the run's
+    config.yaml lacks at ddn's default."""
+    flat = {**_flat_config(Config().to_dict()), **_flat_config(run.config)}
+    return {
+        k: v for k, v in flat.items()
+        if (k in _SHARED_KEYS or k.startswith("env.")) and k not in _IGNORED_KEYS
+    }  # fmt: skip
+
+
+def settings_apart(mine: dict[str, str], others: Sequence[dict[str, str]]) -> str:
+    """``key=value, ...`` of ``mine`` at the keys where any of ``others`` differs from it
+    (a key one side lacks counts as differing, shown as ``-``): what sets one setting
+    apart from the others, in ``variant_labels``' format."""
+    keys = sorted({k for other in others for k in {*mine, *other} if mine.get(k) != other.get(k)})
+    return ", ".join(f"{k}={json.loads(mine[k]) if k in mine else '-'}" for k in keys)
 
 
 def _reference_value(values: Sequence[str | None], default: str | None) -> str | None:

@@ -20,7 +20,8 @@ Which runs feed which table is read from each run's ``config.yaml``:
 "Differing only" means the other ablation switches are at their defaults. Runs of one
 algorithm that also differ in any other key (a sweep's variants, e.g. a hypernetwork
 width) are never pooled into one cell: each such setting gets its own row, its algorithm
-named with the keys that set it apart (``DDN [fusion_hypernet_dim=16]``). A table is
+named with the keys that set it apart (``DDN [fusion_hypernet_dim=16]``). Table 1 sets a
+base setting beside a DDN setting only when both ran one protocol (``_pairs``). A table is
 written only when the runs it compares exist; the others are listed as skipped, with why.
 
 After the tables comes the aggregate-statistics section (IQM and friends with bootstrap
@@ -44,6 +45,8 @@ from ddn.analysis.curves import (
     RunRecord,
     algo_label,
     mean_std,
+    settings_apart,
+    shared_settings,
     t_quantile_975,
     variant_labels,
 )
@@ -262,17 +265,26 @@ _Settings = list[tuple[str, list[RunRecord]]]
 def _pairs(
     plain: _Settings, ddn: _Settings
 ) -> list[tuple[str, list[RunRecord], str, list[RunRecord]]]:
-    """Which base setting Table 1 sets beside which DDN setting: equal labels (both runs
-    at one ``env.episode_limit``), and an unlabelled side beside every setting of the
-    other (one base run against DDN's ablation variants). When both sides have runs, a
-    setting left without a partner still gets its row, with the other side's cells empty."""
+    """Which base setting Table 1 sets beside which DDN setting: those that ran one
+    protocol (equal ``shared_settings``: every common config key and environment
+    parameter), so a base at one episode limit or update rate never meets DDN at another,
+    while one base setting meets each of DDN's own variants (a hypernetwork width). When
+    both sides have runs, a setting left without a partner still gets its row, the other
+    side's cells empty, its label naming what sets it apart where its own label is empty
+    (a lone setting of its algorithm has none)."""
     if not plain or not ddn:
         return []
-    pairs = [(p, pr, d, dr) for p, pr in plain for d, dr in ddn if p == d or "" in (p, d)]
-    paired_plain = {p for p, *_ in pairs}
-    paired_ddn = {d for _, _, d, _ in pairs}
-    pairs += [(p, pr, "", []) for p, pr in plain if p not in paired_plain]
-    pairs += [("", [], d, dr) for d, dr in ddn if d not in paired_ddn]
+    shared = {id(runs): shared_settings(runs[0]) for _, runs in (*plain, *ddn)}
+
+    def apart(runs: list[RunRecord], label: str, others: _Settings) -> str:
+        return label or settings_apart(shared[id(runs)], [shared[id(o)] for _, o in others])
+
+    pairs = [
+        (p, pr, d, dr) for p, pr in plain for d, dr in ddn if shared[id(pr)] == shared[id(dr)]
+    ]  # fmt: skip
+    paired = {id(runs) for pair in pairs for runs in (pair[1], pair[3])}
+    pairs += [(apart(pr, p, ddn), pr, "", []) for p, pr in plain if id(pr) not in paired]
+    pairs += [("", [], apart(dr, d, plain), dr) for d, dr in ddn if id(dr) not in paired]
     return pairs
 
 
