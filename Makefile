@@ -60,7 +60,9 @@ bench: $(STAMP)
 # records (Table 3's personalized row is results/table2's, its raw row results/table3's;
 # runs of different settings are never pooled); docs/images/results/figure5_paper.png:
 # the paper's Figure 5 (each base beside DDN on it; DDN on QMIX is part A.3's defaults);
-# docs/results/table1_p_at_1m.md: Table 1 under protocol P, every method at 1.05M steps.
+# docs/results/table1_p_at_1m.md: Table 1 under protocol P, every method at 1.05M steps;
+# docs/results/p_vs_r_cw_with_r.md: the P-vs-R check's CW-QMIX pair beside Figure 5 (R),
+# both read at 500k steps.
 # A run still training writes its record under results/ too: the tables would show it
 # half done, so the target refuses while results/ differs from what git holds.
 results: $(STAMP)
@@ -85,6 +87,10 @@ results: $(STAMP)
 	  --until 1050000 --last 10 --interval ci --outcomes --out docs/results/table1_p_at_1m
 	$(VENV)/bin/ddn plot results/p_vs_r_smax results/table1_p results/table1_p_1m \
 	  --until 1050000 --band ci --out docs/images/results/table1_p_at_1m
+	$(VENV)/bin/ddn report results/figure5 results/p_vs_r_cw --until 500000 --last 10 \
+	  --interval ci --out docs/results/p_vs_r_cw_with_r
+	$(VENV)/bin/ddn plot results/figure5/*cw_qmix-* results/p_vs_r_cw --until 500000 \
+	  --band ci --out docs/images/results/p_vs_r_cw_with_r
 
 clean:
 	rm -rf $(VENV) demo runs

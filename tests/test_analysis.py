@@ -227,6 +227,27 @@ def test_one_change_at_a_time_variants_name_only_their_change(tmp_path):
     assert labels == {"a": "batch_size=16, gamma=0.9", "b": ""}
 
 
+def test_an_algorithm_at_one_protocol_names_it_when_its_panel_has_two(tmp_path):
+    """A key every algorithm has, constant within DDN's runs but not across the panel
+    (its base at two update rates), is named on DDN's runs too, so no line or row of one
+    protocol reads as if it were the other's; an algorithm-specific key (the fusion
+    width) never is, and a panel of one protocol stays unlabelled."""
+    tests = [(0, 0.0), (10, 0.5)]
+    for upi in (1, 8):
+        write_run(tmp_path, f"qmix{upi}", "qmix", 0, tests, updates_per_iteration=upi)
+    write_run(tmp_path, "ddn", "ddn", 0, tests, student=[0, 0.5])
+    write_run(tmp_path, "ddn16", "ddn", 0, tests, student=[0, 0.5], fusion_hypernet_dim=16)
+    write_run(tmp_path, "other_map", "ddn", 0, tests, map_name="x", student=[0, 0.5])
+    labels = {r.path.name: label for r, label in zip_labels(find_runs([tmp_path]))}
+    assert labels == {
+        "qmix1": "updates_per_iteration=1",
+        "qmix8": "updates_per_iteration=8",
+        "ddn": "fusion_hypernet_dim=4, updates_per_iteration=1",
+        "ddn16": "fusion_hypernet_dim=16, updates_per_iteration=1",
+        "other_map": "",
+    }
+
+
 def test_a_run_repeated_by_two_campaigns_counts_once(tmp_path):
     """The same setting and seed in two result folders is one sample: the run that got
     furthest is kept, with a warning naming both; another seed is a second sample."""

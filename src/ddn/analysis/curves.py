@@ -245,6 +245,12 @@ def _flat_config(cfg: dict[str, Any]) -> dict[str, str]:
     return flat
 
 
+# The keys every algorithm has (the common config sections), besides the algorithm itself.
+_SHARED_KEYS = frozenset(
+    f.name for section in COMMON_SECTIONS for f in dataclasses.fields(section)
+) - {"algo", "env"}
+
+
 def variant_labels(runs: Sequence[RunRecord], ignore: Iterable[str] = ()) -> dict[Path, str]:
     """Per run: ``key=value, ...`` of the config keys that tell it apart from the other runs
     of its (env, map, algo), or "" when they differ only in seed. This keeps ablation
@@ -257,34 +263,43 @@ def variant_labels(runs: Sequence[RunRecord], ignore: Iterable[str] = ()) -> dic
     ddn's default. The reference run itself is unlabelled, and two runs of different
     settings never share a label (they differ in a key, so at least one of them names it).
     ``ignore``: keys that never make a variant here (a report's ablation switches, which
-    its tables show as columns)."""
+    its tables show as columns).
+
+    A key every algorithm has (``shared_settings``') that one algorithm holds at one value
+    while other runs of the panel hold another is named on every run of that algorithm:
+    DDN run under one protocol beside its base under two reads ``DDN
+    [updates_per_iteration=1]``, never as if it matched both."""
     groups: dict[tuple, list[RunRecord]] = {}
     for run in runs:
         groups.setdefault((run.panel, run.algo), []).append(run)
     # A key a run's config.yaml lacks (ddn gained it after the run) had its default value.
     defaults = _flat_config(Config().to_dict())
+    flats = {run.path: {**defaults, **_flat_config(run.config)} for run in runs}
     ignored = _IGNORED_KEYS | set(ignore)
+    across: dict[Panel, set[str]] = {}
+    for panel in {run.panel for run in runs}:
+        panel_flats = [flats[r.path] for r in runs if r.panel == panel]
+        shared = {k for f in panel_flats for k in f if k in _SHARED_KEYS or k.startswith("env.")}
+        across[panel] = {k for k in shared - ignored if len({f.get(k) for f in panel_flats}) > 1}
     labels: dict[Path, str] = {}
-    for members in groups.values():
-        flats = [{**defaults, **_flat_config(r.config)} for r in members]
-        keys = sorted(set().union(*flats) - ignored)
-        varying = [k for k in keys if len({f.get(k) for f in flats}) > 1]
+    for (panel, _), members in groups.items():
+        mine = [flats[r.path] for r in members]
+        keys = sorted(set().union(*mine) - ignored)
+        varying = [k for k in keys if len({f.get(k) for f in mine}) > 1]
         reference = {
-            k: _reference_value([f.get(k) for f in flats], defaults.get(k)) for k in varying
+            k: _reference_value([f.get(k) for f in mine], defaults.get(k)) for k in varying
         }
-        for run, flat in zip(members, flats, strict=True):
+        protocol = across[panel].difference(varying)
+        for run, flat in zip(members, mine, strict=True):
             shown = varying if len(varying) == 1 else [
                 k for k in varying if flat.get(k) != reference[k]
             ]  # fmt: skip
-            parts = [f"{k}={json.loads(flat[k]) if k in flat else '-'}" for k in shown]
+            parts = [
+                f"{k}={json.loads(flat[k]) if k in flat else '-'}"
+                for k in sorted({*shown, *protocol})
+            ]  # fmt: skip
             labels[run.path] = ", ".join(parts)
     return labels
-
-
-# The keys every algorithm has (the common config sections), besides the algorithm itself.
-_SHARED_KEYS = frozenset(
-    f.name for section in COMMON_SECTIONS for f in dataclasses.fields(section)
-) - {"algo", "env"}
 
 
 def shared_settings(run: RunRecord) -> dict[str, str]:
@@ -298,14 +313,6 @@ def shared_settings(run: RunRecord) -> dict[str, str]:
         k: v for k, v in flat.items()
         if (k in _SHARED_KEYS or k.startswith("env.")) and k not in _IGNORED_KEYS
     }  # fmt: skip
-
-
-def settings_apart(mine: dict[str, str], others: Sequence[dict[str, str]]) -> str:
-    """``key=value, ...`` of ``mine`` at the keys where any of ``others`` differs from it
-    (a key one side lacks counts as differing, shown as ``-``): what sets one setting
-    apart from the others, in ``variant_labels``' format."""
-    keys = sorted({k for other in others for k in {*mine, *other} if mine.get(k) != other.get(k)})
-    return ", ".join(f"{k}={json.loads(mine[k]) if k in mine else '-'}" for k in keys)
 
 
 def _reference_value(values: Sequence[str | None], default: str | None) -> str | None:

@@ -45,7 +45,6 @@ from ddn.analysis.curves import (
     RunRecord,
     algo_label,
     mean_std,
-    settings_apart,
     shared_settings,
     t_quantile_975,
     variant_labels,
@@ -270,21 +269,16 @@ def _pairs(
     parameter), so a base at one episode limit or update rate never meets DDN at another,
     while one base setting meets each of DDN's own variants (a hypernetwork width). When
     both sides have runs, a setting left without a partner still gets its row, the other
-    side's cells empty, its label naming what sets it apart where its own label is empty
-    (a lone setting of its algorithm has none)."""
+    side's cells empty (its label names its protocol: ``variant_labels``)."""
     if not plain or not ddn:
         return []
     shared = {id(runs): shared_settings(runs[0]) for _, runs in (*plain, *ddn)}
-
-    def apart(runs: list[RunRecord], label: str, others: _Settings) -> str:
-        return label or settings_apart(shared[id(runs)], [shared[id(o)] for _, o in others])
-
     pairs = [
         (p, pr, d, dr) for p, pr in plain for d, dr in ddn if shared[id(pr)] == shared[id(dr)]
     ]  # fmt: skip
     paired = {id(runs) for pair in pairs for runs in (pair[1], pair[3])}
-    pairs += [(apart(pr, p, ddn), pr, "", []) for p, pr in plain if id(pr) not in paired]
-    pairs += [("", [], apart(dr, d, plain), dr) for d, dr in ddn if id(dr) not in paired]
+    pairs += [(p, pr, "", []) for p, pr in plain if id(pr) not in paired]
+    pairs += [("", [], d, dr) for d, dr in ddn if id(dr) not in paired]
     return pairs
 
 
